@@ -1,0 +1,65 @@
+# RIIM — two commands on a fresh machine:  make run   |   make test
+# Every step says what it does; a missing prerequisite stops with a message, not a traceback.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+VENDOR := web/static/vendor
+HOST ?= 127.0.0.1
+PORT ?= 5000
+PYTEST_ARGS ?=
+
+.PHONY: setup run serve test models clean-models help
+help:
+	@echo "make run    set up, build the default model if needed, serve http://$(HOST):$(PORT)"
+	@echo "make test   set up and run the whole test suite"
+	@echo "make setup  only the set-up (idempotent)"
+
+setup: $(BIN)/.installed $(VENDOR)/.vendored system-packages
+
+$(BIN)/.installed: constraints.txt setup.cfg pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "ERROR: $(PYTHON) not found. Install Python 3.11 (e.g. apt-get install python3.11 python3.11-venv)."; exit 1; }
+	@echo "==> creating the virtual environment $(VENV) with $(PYTHON)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "ERROR: could not create $(VENV) (apt-get install python3.11-venv?)"; exit 1; }
+	@echo "==> installing RIIM with the serving, training and test dependencies (pinned in constraints.txt)"
+	@$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[train,dev]' || { echo "ERROR: pip install failed (see above)"; exit 1; }
+	@echo "==> installing packages that must skip their dependency pins: foolbox (sample photos), tensorflowjs"
+	@$(BIN)/pip install -q --disable-pip-version-check --no-deps foolbox==3.3.4 tensorflowjs==4.22.0 || { echo "ERROR: pip install --no-deps failed"; exit 1; }
+	@touch $@
+
+$(VENDOR)/.vendored: web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "ERROR: npm not found. Install Node.js 20 and npm (apt-get install nodejs npm)."; exit 1; }
+	@echo "==> vendoring TF.js 4.22 (+ wasm backend) and Bootstrap from npm into $(VENDOR)"
+	@cd web && npm ci --silent --no-audit --no-fund --ignore-scripts || { echo "ERROR: npm ci failed"; exit 1; }
+	@mkdir -p $(VENDOR)/tfjs $(VENDOR)/bootstrap
+	@cp web/node_modules/@tensorflow/tfjs/dist/tf.min.js $(VENDOR)/tfjs/
+	@cp web/node_modules/@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.min.js web/node_modules/@tensorflow/tfjs-backend-wasm/dist/*.wasm $(VENDOR)/tfjs/
+	@cp web/node_modules/bootstrap/dist/css/bootstrap.min.css web/node_modules/bootstrap/dist/js/bootstrap.bundle.min.js $(VENDOR)/bootstrap/
+	@touch $@
+
+# Debian packages: chromium (browser tests) and darknet (a real dog photo). Installed only when missing.
+system-packages:
+	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
+	test -f /usr/share/darknet/data/dog.jpg || missing="$$missing darknet"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "==> installing Debian packages:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || { echo "ERROR: apt-get install$$missing failed"; exit 1; }; \
+	  else echo "WARNING: missing Debian packages:$$missing (run as root: apt-get install$$missing); browser and photo tests will fail"; fi; \
+	fi
+
+models: setup
+	@echo "==> the default model \"animals\" (built once from the ImageNet weights, then reused)"
+	@$(BIN)/riim models default
+
+run: models
+	@echo "==> serving RIIM on http://$(HOST):$(PORT) (Ctrl-C to stop)"
+	@$(BIN)/riim serve --host $(HOST) --port $(PORT)
+
+test: setup
+	@echo "==> running the test suite"
+	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean-models:
+	rm -rf models/store

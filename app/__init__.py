@@ -1,0 +1,44 @@
+"""RIIM web application: ``create_app()`` builds a Flask app serving models from ONNX Runtime.
+
+Nothing here imports TensorFlow: serving reads the registry (``models``) and runs ONNX files.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask
+
+from app import api, db, errors, i18n, inference, pages
+from app.config import CONFIGS, env_overrides
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+def create_app(config: str | dict | None = None) -> Flask:
+    """Build the app. ``config``: a name from :data:`CONFIGS` (default ``$RIIM_ENV`` or development)
+    or a mapping of settings applied on top of the testing config (as in the Flask tutorial)."""
+    app = Flask(__name__, instance_relative_config=True, instance_path=os.environ.get("RIIM_INSTANCE_PATH"),
+                template_folder=str(WEB_DIR / "templates"), static_folder=str(WEB_DIR / "static"))
+    name = "testing" if isinstance(config, dict) else (config or os.environ.get("RIIM_ENV", "development"))
+    if name not in CONFIGS:
+        raise ValueError(f"unknown configuration {name!r}; choose one of {', '.join(CONFIGS)}")
+    app.config.from_object(CONFIGS[name])
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.update(env_overrides(CONFIGS[name]))
+    if isinstance(config, dict):
+        app.config.update(config)
+    if not app.config.get("SECRET_KEY"):
+        raise RuntimeError("SECRET_KEY is not set: export RIIM_SECRET_KEY or put it in instance/config.py")
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.setdefault("SQLALCHEMY_DATABASE_URI", None)
+    if not app.config["SQLALCHEMY_DATABASE_URI"]:
+        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'riim.sqlite3'}"
+
+    i18n.init_app(app)
+    errors.init_app(app)
+    db.init_app(app)
+    inference.init_app(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+    return app

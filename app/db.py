@@ -1,0 +1,39 @@
+"""SQLite through Flask-SQLAlchemy; schema changes through Flask-Migrate (``app/migrations``)."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from flask import Flask
+from flask_migrate import Migrate, upgrade
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+db = SQLAlchemy()
+migrate = Migrate()
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class Prediction(db.Model):
+    """One answer given to one image (what, by which model version, how fast)."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True),
+                                                 default=lambda: dt.datetime.now(dt.timezone.utc))
+    image_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    model_name: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(64))
+    confidence: Mapped[float] = mapped_column(Float)
+    unknown: Mapped[bool] = mapped_column(Boolean)
+    probabilities: Mapped[dict] = mapped_column(JSON)
+    inference_ms: Mapped[float] = mapped_column(Float)
+
+
+def init_app(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS))
+    if app.config["AUTO_MIGRATE"]:
+        with app.app_context():
+            upgrade(directory=str(MIGRATIONS))

@@ -1,0 +1,107 @@
+"""Inference with ONNX Runtime: one session per model and process, created lazily, swapped atomically.
+
+Each request asks the :class:`ModelStore` for a model by name; the store compares the registry's current
+pointer with the loaded version and, if it changed (promotion or rollback), builds the new session under
+a lock before swapping the reference. A request that already holds the old :class:`LoadedModel` finishes
+with it, so no request ever sees a half-loaded model and no restart is needed.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+from flask import Flask, current_app
+from PIL import Image
+
+from models import card as cards
+from models.preprocess import preprocess_batch
+from models.registry import DEFAULT_ROOT, Registry
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    version: str
+    card: dict
+    session: ort.InferenceSession
+    tag_labels: list[str] | None
+
+    @classmethod
+    def load(cls, registry: Registry, name: str, version: str, threads: int = 0) -> "LoadedModel":
+        card = registry.card(name, version)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(registry.file(name, version, "onnx")), options,
+                                       providers=["CPUExecutionProvider"])
+        tags = card.get("tags")
+        tag_labels = None
+        if tags:
+            tag_labels = json.loads((registry.path(name, version) / tags["labels_file"]).read_text())
+        return cls(name, version, card, session, tag_labels)
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw ONNX outputs by name for a preprocessed NHWC batch."""
+        names = [output.name for output in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(None, {"image": batch})))
+
+    def predict(self, images: list[Image.Image]) -> tuple[list[dict], dict]:
+        """Label, probabilities, unknown flag and tags for each RGB image; plus timings in ms."""
+        started = time.perf_counter()
+        batch = preprocess_batch(images, self.card["input"])
+        preprocessed = time.perf_counter()
+        outputs = self.run(batch)
+        done = time.perf_counter()
+        probabilities = outputs[self.card["outputs"]["probabilities"]]
+        results = []
+        for index, row in enumerate(probabilities):
+            label, unknown = cards.decide(self.card, row)
+            result = {
+                "label": label,
+                "unknown": unknown,
+                "confidence": float(row.max()),
+                "probabilities": {name: float(p) for name, p in zip(self.card["labels"], row)},
+            }
+            if self.tag_labels is not None:
+                result["tags"] = self.top_tags(outputs[self.card["tags"]["output"]][index])
+            results.append(result)
+        timings = {"preprocess_ms": (preprocessed - started) * 1e3, "inference_ms": (done - preprocessed) * 1e3}
+        return results, timings
+
+    def top_tags(self, scores: np.ndarray) -> list[dict]:
+        top = np.argsort(scores)[::-1][: self.card["tags"]["top_k"]]
+        return [{"label": self.tag_labels[i], "index": int(i), "probability": float(scores[i])} for i in top]
+
+
+class ModelStore:
+    """The models this process serves, keyed by name, always at the registry's current version."""
+
+    def __init__(self, registry: Registry, threads: int = 0):
+        self.registry = registry
+        self.threads = threads
+        self._loaded: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> LoadedModel:
+        version = self.registry.resolve(name)
+        loaded = self._loaded.get(name)
+        if loaded is not None and loaded.version == version:
+            return loaded
+        with self._lock:
+            loaded = self._loaded.get(name)
+            if loaded is None or loaded.version != version:
+                loaded = LoadedModel.load(self.registry, name, version, self.threads)
+                self._loaded[name] = loaded
+            return loaded
+
+
+def init_app(app: Flask) -> None:
+    registry = Registry(app.config["MODELS_DIR"] or DEFAULT_ROOT)
+    app.extensions["riim.models"] = ModelStore(registry, threads=app.config["ORT_THREADS"])
+
+
+def store() -> ModelStore:
+    return current_app.extensions["riim.models"]

@@ -1,0 +1,47 @@
+"""The model card (``card.json``): validation against ``card.schema.json`` and small readers.
+
+The JSON Schema is the single definition of the card; the browser fetches the same file.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import jsonschema
+
+SCHEMA_PATH = Path(__file__).with_name("card.schema.json")
+
+
+class CardError(ValueError):
+    """A card does not follow the schema; ``problems`` lists every bad field."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid model card:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def validate(card: dict) -> dict:
+    """Return ``card`` if it follows the schema, else raise :class:`CardError` naming every bad field."""
+    validator = jsonschema.Draft202012Validator(schema(), format_checker=jsonschema.FormatChecker())
+    problems = sorted(
+        f"{'/'.join(str(p) for p in error.absolute_path) or '(card)'}: {error.message}"
+        for error in validator.iter_errors(card)
+    )
+    if problems:
+        raise CardError(problems)
+    return card
+
+
+def decide(card: dict, probabilities) -> tuple[str, bool]:
+    """Apply the card's unknown policy to one probability vector → (label or "unknown", is_unknown)."""
+    policy = card["unknown_policy"]
+    best = max(range(len(card["labels"])), key=lambda i: probabilities[i])
+    if policy["rule"] == "max_probability_below" and probabilities[best] < policy["threshold"]:
+        return "unknown", True
+    return card["labels"][best], False

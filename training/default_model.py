@@ -1,0 +1,133 @@
+"""The embedded default model "animals": cat / dog / unknown straight from the ImageNet network.
+
+No training: ImageNet already has 5 domestic-cat classes (281–285) and 118 dog breeds (151–268). A fixed
+linear layer sums their softmax probabilities into P(cat) and P(dog); when neither reaches the card's
+threshold the answer is "unknown" (the photo is most likely neither a cat nor a dog). The ONNX file also
+outputs the ImageNet probabilities (tags), the embedding (global average pool) and the last conv feature
+map (explanations), so serving needs nothing but ONNX Runtime.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from models.preprocess import preprocess
+from models.registry import Registry
+from training import backbone
+from training.tf import keras
+
+NAME = "animals"
+RECIPE = "imagenet-class-sum/1"
+LABEL_MAPPING = {"cat": list(range(281, 286)), "dog": list(range(151, 269))}
+UNKNOWN_THRESHOLD = 0.5
+LABELS_FILE = Path(__file__).resolve().parent.parent / "models" / "imagenet_labels.json"
+
+
+def build_keras_model(input_size: int = 224) -> keras.Model:
+    """Backbone with real ImageNet weights plus four named outputs (see module docstring)."""
+    net = backbone.build_efficientnet_lite0(input_size=input_size, include_top=True)
+    imagenet = keras.layers.Softmax(name="imagenet_probabilities")(net.get_layer("logits").output)
+    summing = keras.layers.Dense(len(LABEL_MAPPING), use_bias=False, trainable=False, name="probabilities")
+    probabilities = summing(imagenet)
+    matrix = np.zeros((1000, len(LABEL_MAPPING)), dtype=np.float32)
+    for column, classes in enumerate(LABEL_MAPPING.values()):
+        matrix[classes, column] = 1.0
+    summing.set_weights([matrix])
+    embedding = keras.layers.Activation("linear", name="embedding")(net.get_layer("avg_pool").output)
+    feature_map = keras.layers.Activation("linear", name="feature_map")(
+        net.get_layer("top_activation").output)
+    return keras.Model(net.input, [probabilities, imagenet, embedding, feature_map], name=NAME)
+
+
+def base_card(model: keras.Model, input_size: int) -> dict:
+    """Every card field that does not depend on the written files."""
+    return {
+        "schema_version": 1,
+        "task": "image-classification",
+        "description": {
+            "es": "Gato / perro / desconocido con la red EfficientNet-Lite0 preentrenada en ImageNet, sin "
+                  "reentrenar: suma las probabilidades de las 5 clases de gato y las 118 razas de perro.",
+            "en": "Cat / dog / unknown from the ImageNet-pretrained EfficientNet-Lite0, no retraining: sums "
+                  "the probabilities of the 5 cat classes and the 118 dog breeds.",
+        },
+        "labels": list(LABEL_MAPPING),
+        "label_mapping": LABEL_MAPPING,
+        "unknown_policy": {
+            "rule": "max_probability_below",
+            "threshold": UNKNOWN_THRESHOLD,
+            "description": {
+                "es": f"«desconocido» si ni P(gato) ni P(perro) llega a {UNKNOWN_THRESHOLD}: la red ve "
+                      "otra cosa (o no está segura).",
+                "en": f"'unknown' when neither P(cat) nor P(dog) reaches {UNKNOWN_THRESHOLD}: the network "
+                      "sees something else (or is unsure).",
+            },
+        },
+        "backbone": {**backbone.DESCRIPTION, "parameters": int(model.count_params())},
+        "input": backbone.input_spec(input_size),
+        "outputs": {"probabilities": "probabilities", "imagenet_probabilities": "imagenet_probabilities",
+                    "embedding": "embedding", "feature_map": "feature_map"},
+        "tags": {"output": "imagenet_probabilities", "top_k": 5, "labels_file": LABELS_FILE.name},
+        "training": {"recipe": RECIPE, "trained": False},
+    }
+
+
+def check_onnx(model: keras.Model, onnx_path: Path, spec: dict, images) -> dict:
+    """Run Keras and ONNX Runtime on real images; max |Δ| per output (the export must be faithful)."""
+    import onnxruntime as ort
+
+    batch = np.stack([preprocess(image, spec) for image in images])
+    expected = model.predict(batch, verbose=0)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    got = dict(zip(names, session.run(None, {"image": batch})))
+    diffs = {name: float(np.max(np.abs(got[name] - want))) for name, want in zip(model.output_names, expected)}
+    return {"images": len(images), "max_abs_diff": diffs}
+
+
+def build(registry: Registry, input_size: int = 224, check_images=()) -> str:
+    """Build, export, check and publish the default model; returns the new version."""
+    from export.onnx_export import keras_to_onnx
+
+    steps = tqdm(total=5, desc="animals", unit="step", bar_format="{desc}: {n}/{total} {bar} {elapsed}")
+    steps.set_description("loading ImageNet weights")
+    model = build_keras_model(input_size)
+    steps.update()
+    with registry.publish(NAME, base_card(model, input_size), promote=True) as draft:
+        steps.set_description("saving Keras model")
+        model.save(draft.dir / "model.keras")
+        (draft.dir / LABELS_FILE.name).write_text(LABELS_FILE.read_text())
+        steps.update()
+        steps.set_description("exporting ONNX (tf2onnx)")
+        started = time.perf_counter()
+        names = keras_to_onnx(model, draft.dir / "model.onnx")
+        if sorted(names) != sorted(model.output_names):
+            raise RuntimeError(f"ONNX outputs {names} do not match Keras outputs {model.output_names}")
+        steps.update()
+        steps.set_description("checking ONNX against Keras")
+        draft.card["parity"] = {"onnx_fp32_vs_keras": check_onnx(model, draft.dir / "model.onnx",
+                                                                   draft.card["input"], check_images)}
+        draft.card["parity"]["onnx_fp32_vs_keras"]["export_seconds"] = round(time.perf_counter() - started, 1)
+        steps.update()
+        steps.set_description("publishing")
+        draft.card["files"] = {"onnx": "model.onnx", "keras": "model.keras",
+                               "imagenet_labels": LABELS_FILE.name}
+    steps.update()
+    steps.close()
+    return draft.version
+
+
+def ensure(registry: Registry, check_images=()) -> tuple[str, bool]:
+    """The current default version, building it first if there is none; returns (version, built)."""
+    if NAME in registry.models() and registry.current(NAME):
+        card = registry.card(NAME)
+        if card.get("training", {}).get("recipe") == RECIPE:
+            return card["version"], False
+    return build(registry, check_images=check_images), True
+
+
+def labels() -> list[str]:
+    return json.loads(LABELS_FILE.read_text())
