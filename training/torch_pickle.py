@@ -143,14 +143,15 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     """
     data = Path(path).read_bytes()
     if data[:2] == b"PK":
-        raise ValueError(f"{path} is a zip-format (torch >= 1.6) checkpoint; only the legacy format is supported")
+        raise ValueError(f"{path} is a zip-format (torch >= 1.6) checkpoint; only legacy ones are supported")
     file = io.BytesIO(data)
     if _restricted_load(file) != MAGIC_NUMBER:
         raise ValueError(f"{path} is not a legacy torch file (bad magic number)")
     if (version := _restricted_load(file)) != PROTOCOL_VERSION:
         raise ValueError(f"{path}: unsupported torch protocol version {version}")
-    if not _restricted_load(file).get("little_endian", False):
-        raise ValueError(f"{path} was written on a big-endian machine")
+    sys_info = _restricted_load(file)
+    if not (isinstance(sys_info, dict) and sys_info.get("little_endian")):
+        raise ValueError(f"{path} was not written on a little-endian machine")
 
     storages: dict[str, tuple[np.dtype, int]] = {}
     state = _restricted_load(file, storages)
