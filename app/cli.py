@@ -104,16 +104,15 @@ def rollback(name, models_dir):
 @registry_option
 def default(force, models_dir):
     """Build the embedded default model "animals" (cat / dog / unknown) from the ImageNet network."""
-    from training import default_model, real_photos  # imports TensorFlow
+    from training import default_model, real_photos  # TensorFlow only if the model must be built
 
     registry = Registry(models_dir)
     started = time.perf_counter()
     try:
-        check = [real_photos.photo("skimage/chelsea").image, real_photos.photo("skimage/coffee").image]
         if force:
-            version, built = default_model.build(registry, check_images=check), True
+            version, built = default_model.build(registry), True
         else:
-            version, built = default_model.ensure(registry, check_images=check)
+            version, built = default_model.ensure(registry)
     except (RegistryError, CardError, real_photos.MissingDataError) as error:
         _fail(error)
     state = f"built in {time.perf_counter() - started:.1f} s" if built else "already built, reused"
@@ -127,7 +126,7 @@ def serve(host, port):
     """Serve the web app and API with the development server (use `make serve` for gunicorn)."""
     from app import create_app
 
-    create_app().run(host=host, port=port)
+    create_app().run(host=host, port=port, debug=False)  # never the interactive debugger
 
 
 if __name__ == "__main__":

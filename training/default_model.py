@@ -17,8 +17,7 @@ from tqdm import tqdm
 
 from models.preprocess import preprocess
 from models.registry import Registry
-from training import backbone
-from training.tf import keras
+from training import real_photos
 
 NAME = "animals"
 RECIPE = "imagenet-class-sum/1"
@@ -27,8 +26,11 @@ UNKNOWN_THRESHOLD = 0.5
 LABELS_FILE = Path(__file__).resolve().parent.parent / "models" / "imagenet_labels.json"
 
 
-def build_keras_model(input_size: int = 224) -> keras.Model:
+def build_keras_model(input_size: int = 224) -> "keras.Model":
     """Backbone with real ImageNet weights plus four named outputs (see module docstring)."""
+    from training import backbone
+    from training.tf import keras  # TensorFlow is imported only when a model is really built
+
     net = backbone.build_efficientnet_lite0(input_size=input_size, include_top=True)
     imagenet = keras.layers.Softmax(name="imagenet_probabilities")(net.get_layer("logits").output)
     summing = keras.layers.Dense(len(LABEL_MAPPING), use_bias=False, trainable=False, name="probabilities")
@@ -43,8 +45,10 @@ def build_keras_model(input_size: int = 224) -> keras.Model:
     return keras.Model(net.input, [probabilities, imagenet, embedding, feature_map], name=NAME)
 
 
-def base_card(model: keras.Model, input_size: int) -> dict:
+def base_card(model: "keras.Model", input_size: int) -> dict:
     """Every card field that does not depend on the written files."""
+    from training import backbone
+
     return {
         "schema_version": 1,
         "task": "image-classification",
@@ -76,7 +80,7 @@ def base_card(model: keras.Model, input_size: int) -> dict:
     }
 
 
-def check_onnx(model: keras.Model, onnx_path: Path, spec: dict, images) -> dict:
+def check_onnx(model: "keras.Model", onnx_path: Path, spec: dict, images) -> dict:
     """Run Keras and ONNX Runtime on real images; max |Δ| per output (the export must be faithful)."""
     import onnxruntime as ort
 
@@ -89,8 +93,14 @@ def check_onnx(model: keras.Model, onnx_path: Path, spec: dict, images) -> dict:
     return {"images": len(images), "max_abs_diff": diffs}
 
 
-def build(registry: Registry, input_size: int = 224, check_images=()) -> str:
-    """Build, export, check and publish the default model; returns the new version."""
+def build(registry: Registry, input_size: int = 224, check_images=None) -> str:
+    """Build, export, check and publish the default model; returns the new version.
+
+    ``check_images`` (RGB PIL images) are run through Keras and ONNX Runtime to prove the export is
+    faithful; by default two real photos (a cat and an espresso) from scikit-image.
+    """
+    if check_images is None:
+        check_images = [real_photos.photo(name).image for name in ("skimage/chelsea", "skimage/coffee")]
     from export.onnx_export import keras_to_onnx
 
     steps = tqdm(total=5, desc="animals", unit="step", bar_format="{desc}: {n}/{total} {bar} {elapsed}")
@@ -121,7 +131,7 @@ def build(registry: Registry, input_size: int = 224, check_images=()) -> str:
     return draft.version
 
 
-def ensure(registry: Registry, check_images=()) -> tuple[str, bool]:
+def ensure(registry: Registry, check_images=None) -> tuple[str, bool]:
     """The current default version, building it first if there is none; returns (version, built)."""
     if NAME in registry.models() and registry.current(NAME):
         card = registry.card(NAME)
