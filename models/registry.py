@@ -98,10 +98,11 @@ class Registry:
 
     def resolve(self, name: str, version: str | None = None) -> str:
         """``version`` or the current one; raises :class:`RegistryError` if it does not exist."""
+        known = self.versions(name)  # raises for an unknown model
         version = version or self.current(name)
         if version is None:
             raise RegistryError(f"model {name!r} has no current version")
-        if version not in self.versions(name):
+        if version not in known:
             raise RegistryError(f"model {name!r} has no version {version!r}")
         return version
 
