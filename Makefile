@@ -37,10 +37,11 @@ $(VENDOR)/.vendored: web/package.json web/package-lock.json
 	@cp web/node_modules/bootstrap/dist/css/bootstrap.min.css web/node_modules/bootstrap/dist/js/bootstrap.bundle.min.js $(VENDOR)/bootstrap/
 	@touch $@
 
-# Debian packages: chromium (browser tests) and darknet (a real dog photo). Installed only when missing.
+# Debian packages: chromium (browser tests), darknet (a real dog photo), dataset-fashion-mnist (training data). Installed only when missing.
 system-packages:
 	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
 	test -f /usr/share/darknet/data/dog.jpg || missing="$$missing darknet"; \
+	test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || missing="$$missing dataset-fashion-mnist"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "==> installing Debian packages:$$missing"; \
