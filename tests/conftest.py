@@ -24,6 +24,39 @@ def default_registry(tmp_path_factory, photos):
     return registry
 
 
+TRAINED_CLASSES = ("bag", "sneaker", "trouser")
+
+
+@pytest.fixture(scope="session")
+def trained_data(tmp_path_factory):
+    """A real image folder: Fashion-MNIST (Debian dataset-fashion-mnist) ``bag/ sneaker/ trouser/``, 20 PNGs
+    (28×28 grey) each, written by :func:`training.importers.fashion_mnist`."""
+    from training import importers
+
+    return importers.fashion_mnist(tmp_path_factory.mktemp("trained-data") / "fashion", 20, TRAINED_CLASSES)
+
+
+@pytest.fixture(scope="session")
+def trained_registry(tmp_path_factory, trained_data):
+    """(registry, name): a tiny REAL fine-tuned model, trained once per session (~20 s) on ``trained_data``.
+
+    Head-only (frozen EfficientNet-Lite0 + Dropout → Dense softmax) at 96², published as ``fashion:v1``
+    (current) by :func:`training.finetune.train_and_publish`. Card: ``labels`` = ["bag", "sneaker",
+    "trouser"], ``input`` = backbone.input_spec(96), ``unknown_policy`` max_probability_below 0.5,
+    ``outputs`` probabilities / imagenet_probabilities / embedding / feature_map, ``tags`` (ImageNet top-5),
+    ``training`` (config, dataset fingerprint, split hashes), ``metrics`` (test, validation, curves,
+    diagnosis, 3-fold ``crossval``). Files: ``onnx``, ``keras``, ``head`` (head.npz: ``kernel`` (1280, 3),
+    ``bias`` (3,)), ``imagenet_labels``, ``curves`` (PNG).
+    """
+    from training import config, finetune
+
+    registry = Registry(tmp_path_factory.mktemp("trained-registry"))
+    settings = config.from_dict({"input_size": 96, "head": {"epochs": 20}, "augment": {"copies": 1},
+                                 "crossval": {"folds": 3}})
+    finetune.train_and_publish(registry, trained_data, "fashion", settings)
+    return registry, "fashion"
+
+
 @pytest.fixture
 def app(default_registry, tmp_path, monkeypatch):
     monkeypatch.setenv("RIIM_INSTANCE_PATH", str(tmp_path / "instance"))

@@ -24,6 +24,7 @@ RECIPE = "imagenet-class-sum/1"
 LABEL_MAPPING = {"cat": list(range(281, 286)), "dog": list(range(151, 269))}
 UNKNOWN_THRESHOLD = 0.5
 LABELS_FILE = Path(__file__).resolve().parent.parent / "models" / "imagenet_labels.json"
+HEAD_FILE = "head.npz"  # the Dense on the embedding whose columns give class activation maps
 
 
 def build_keras_model(input_size: int = 224) -> "keras.Model":
@@ -32,17 +33,30 @@ def build_keras_model(input_size: int = 224) -> "keras.Model":
     from training.tf import keras  # TensorFlow is imported only when a model is really built
 
     net = backbone.build_efficientnet_lite0(input_size=input_size, include_top=True)
-    imagenet = keras.layers.Softmax(name="imagenet_probabilities")(net.get_layer("logits").output)
+    imagenet, embedding, feature_map = named_outputs(net)
     summing = keras.layers.Dense(len(LABEL_MAPPING), use_bias=False, trainable=False, name="probabilities")
     probabilities = summing(imagenet)
     matrix = np.zeros((1000, len(LABEL_MAPPING)), dtype=np.float32)
     for column, classes in enumerate(LABEL_MAPPING.values()):
         matrix[classes, column] = 1.0
     summing.set_weights([matrix])
-    embedding = keras.layers.Activation("linear", name="embedding")(net.get_layer("avg_pool").output)
-    feature_map = keras.layers.Activation("linear", name="feature_map")(
-        net.get_layer("top_activation").output)
     return keras.Model(net.input, [probabilities, imagenet, embedding, feature_map], name=NAME)
+
+
+def named_outputs(net: "keras.Model"):
+    """The backbone's serving outputs as named tensors: (imagenet_probabilities, embedding, feature_map)."""
+    from training.tf import keras
+
+    imagenet = keras.layers.Softmax(name="imagenet_probabilities")(net.get_layer("logits").output)
+    embedding = keras.layers.Activation("linear", name="embedding")(net.get_layer("avg_pool").output)
+    feature_map = keras.layers.Activation("linear", name="feature_map")(net.get_layer("top_activation").output)
+    return imagenet, embedding, feature_map
+
+
+def write_head(dense: "keras.layers.Dense", path: Path) -> None:
+    """Save a GAP → Dense head as ``kernel`` (embedding × scores) and ``bias``: what CAM needs at serving."""
+    kernel, bias = dense.get_weights()
+    np.savez(path, kernel=kernel.astype(np.float32), bias=bias.astype(np.float32))
 
 
 def base_card(model: "keras.Model", input_size: int) -> dict:
@@ -111,6 +125,7 @@ def build(registry: Registry, input_size: int = 224, check_images=None) -> str:
         steps.set_description("saving Keras model")
         model.save(draft.dir / "model.keras")
         (draft.dir / LABELS_FILE.name).write_text(LABELS_FILE.read_text())
+        write_head(model.get_layer("logits"), draft.dir / HEAD_FILE)
         steps.update()
         steps.set_description("exporting ONNX (tf2onnx)")
         started = time.perf_counter()
@@ -125,7 +140,7 @@ def build(registry: Registry, input_size: int = 224, check_images=None) -> str:
         steps.update()
         steps.set_description("publishing")
         draft.card["files"] = {"onnx": "model.onnx", "keras": "model.keras",
-                               "imagenet_labels": LABELS_FILE.name}
+                               "imagenet_labels": LABELS_FILE.name, "head": HEAD_FILE}
     steps.update()
     steps.close()
     return draft.version

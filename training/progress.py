@@ -1,0 +1,76 @@
+"""Progress of a training run: a JSON file the web app can poll, structured log lines, a terminal bar.
+
+The file (written atomically, so a reader never sees half of it) holds::
+
+    {"state": "running", "stage": "head", "epoch": 3, "epochs": 60, "loss": 0.41, "accuracy": 0.88,
+     "val_loss": 0.45, "val_accuracy": 0.86, "eta_seconds": 12.5, "elapsed_seconds": 40.1, "updated": ...}
+
+``state`` ends as ``"done"`` (with ``version``) or ``"failed"`` (with ``error``). Every update is also logged
+as one JSON line on the ``riim.training`` logger.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from models.registry import write_json_atomic
+
+log = logging.getLogger("riim.training")
+
+
+class Progress:
+    def __init__(self, path: str | Path | None = None, bars: bool = True):
+        self.path = Path(path) if path else None
+        self.bars = bars
+        self.started = time.monotonic()
+        self.state: dict = {"state": "running"}
+        self._bar = None
+        self._stage_started = self.started
+
+    def update(self, **fields) -> None:
+        """Merge ``fields`` into the state, then write the file and log one line."""
+        self.state.update(fields)
+        self.state["elapsed_seconds"] = round(time.monotonic() - self.started, 1)
+        self.state["updated"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        if self.path:
+            write_json_atomic(self.path, self.state)
+        log.info(json.dumps({key: value for key, value in self.state.items() if key != "updated"}))
+
+    def stage(self, name: str, total: int | None = None, unit: str = "epoch") -> None:
+        """Start a stage of ``total`` steps (epochs, images…)."""
+        self.close_bar()
+        self._stage_started = time.monotonic()
+        for key in ("epoch", "epochs", "loss", "accuracy", "val_loss", "val_accuracy", "eta_seconds"):
+            self.state.pop(key, None)
+        if self.bars and total:
+            self._bar = tqdm(total=total, desc=name, unit=unit, leave=False)
+        self.update(stage=name, **({"epochs": total} if unit == "epoch" and total else {}))
+
+    def step(self, done: int, total: int, **metrics) -> None:
+        """``done`` of ``total`` steps finished; the ETA extrapolates the stage's pace."""
+        spent = time.monotonic() - self._stage_started
+        eta = spent / done * (total - done) if done else None
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.update(done - self._bar.n)
+            self._bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items() if isinstance(v, float)})
+        self.update(epoch=done, epochs=total, eta_seconds=None if eta is None else round(eta, 1),
+                    **{k: round(float(v), 4) for k, v in metrics.items()})
+
+    def close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def finish(self, **fields) -> None:
+        self.close_bar()
+        self.update(state="done", eta_seconds=0, **fields)
+
+    def fail(self, error: str) -> None:
+        self.close_bar()
+        self.update(state="failed", error=error)
