@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from app import api, db, errors, i18n, inference, pages
+from app import api, auth, db, errors, i18n, inference, pages, security, storage
 from app.config import CONFIGS, env_overrides
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -38,6 +38,9 @@ def create_app(config: str | dict | None = None) -> Flask:
     i18n.init_app(app)
     errors.init_app(app)
     db.init_app(app)
+    security.init_app(app)
+    auth.init_app(app)
+    storage.init_app(app)
     inference.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)

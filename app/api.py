@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import posixpath
 import sys
 import time
 from importlib import metadata
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request, send_file
 
-from app import device
+from app import device, storage
+from app.auth import admin_required
 from app.db import Prediction, db
 from app.errors import ApiError
 from app.inference import store
-from models.preprocess import ImageDecodeError, load_image
+from app.security import csrf, limiter
+from models.preprocess import ImageDecodeError, ImageTooLargeError, load_image
 from models.registry import CorruptModelError, RegistryError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -22,6 +26,17 @@ PACKAGES = ("flask", "onnxruntime", "numpy", "pillow", "sqlalchemy")
 @bp.get("/health")
 def health():
     return jsonify(status="ok")
+
+
+@bp.get("/ready")
+def ready():
+    """Ready when the default model's ONNX session is loaded in this process (loads it if needed)."""
+    name = current_app.config["DEFAULT_MODEL"]
+    try:
+        model = store().get(name)
+    except RegistryError as error:
+        raise ApiError(503, "model_unavailable", model=name, reason=str(error)) from None
+    return jsonify(status="ready", model={"name": model.name, "version": model.version})
 
 
 def card_summary(card: dict) -> dict:
@@ -61,27 +76,51 @@ def uploaded_images() -> list[tuple[str, bytes]]:
     if len(files) > limit:
         raise ApiError(400, "too_many_images", limit=limit)
     uploads = []
-    for index, storage in enumerate(files):
-        filename = storage.filename or f"image-{index + 1}"
-        data = storage.read()
+    for index, part in enumerate(files):
+        filename = storage.sanitize_filename(part.filename) or f"image-{index + 1}"
+        data = part.read()
         if not data:
             raise ApiError(400, "empty_file", filename=filename)
         uploads.append((filename, data))
     return uploads
 
 
+def flag(name: str, default: bool) -> bool:
+    """A boolean query or form parameter: 1/0, true/false, yes/no."""
+    raw = request.args.get(name, request.form.get(name))
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise ApiError(400, "bad_param", name=name, value=raw[:80])
+
+
+def decode(filename: str, data: bytes):
+    """The RGB image in ``data``, or the documented 4xx (413 when it has too many pixels)."""
+    config = current_app.config
+    try:
+        return load_image(data, max_pixels=config["IMAGE_MAX_PIXELS"], min_side=config["IMAGE_MIN_SIDE"])
+    except ImageDecodeError as error:
+        status = 413 if isinstance(error, ImageTooLargeError) else 400
+        raise ApiError(status, error.code, filename=filename, **error.values) from None
+
+
+# CSRF-exempt on purpose: the public JSON API must work from curl and scripts without a session
+# (`curl -F image=@cat.png …/api/v1/predict`). It needs no login, changes no admin state (it only adds
+# the caller's own image and answer) and is rate-limited per client; admin calls stay CSRF-protected.
 @bp.post("/predict")
+@csrf.exempt
+@limiter.limit(lambda: current_app.config["RATE_LIMIT_PREDICT"])
 def predict():
-    """Classify one or several images (multipart field ``image``, repeatable) with the current version."""
+    """Classify one or several images (multipart field ``image``, repeatable) with the current version.
+    Each image is stored for the labelling loop unless ``store=0``."""
     started = time.perf_counter()
     name = request.args.get("model", current_app.config["DEFAULT_MODEL"])
+    keep = flag("store", current_app.config["STORE_UPLOADS"])
     uploads = uploaded_images()
-    images = []
-    for filename, data in uploads:
-        try:
-            images.append(load_image(data))
-        except ImageDecodeError as error:
-            raise ApiError(400, "not_an_image", filename=filename, reason=str(error)) from None
+    images = [decode(filename, data) for filename, data in uploads]
     decoded = time.perf_counter()
     try:
         model = store().get(name)
@@ -90,10 +129,13 @@ def predict():
     except RegistryError:
         raise ApiError(404, "unknown_model", model=name) from None
     results, timings = model.predict(images)
-    for (filename, data), result in zip(uploads, results):
+    for (filename, data), image, result in zip(uploads, images, results):
         result["filename"] = filename
+        sha256 = hashlib.sha256(data).hexdigest()
+        if keep:
+            storage.save(sha256, data, image.info["format"], image.size, filename)
         db.session.add(Prediction(
-            image_sha256=hashlib.sha256(data).hexdigest(), model_name=model.name, model_version=model.version,
+            image_sha256=sha256, model_name=model.name, model_version=model.version,
             label=result["label"], confidence=result["confidence"], unknown=result["unknown"],
             probabilities=result["probabilities"], inference_ms=timings["inference_ms"] / len(results)))
     db.session.commit()
@@ -101,3 +143,91 @@ def predict():
                "total_ms": (time.perf_counter() - started) * 1e3}
     return jsonify(model={"name": model.name, "version": model.version}, results=results,
                    timings={key: round(value, 2) for key, value in timings.items()})
+
+
+# --- model versions for the web pages (read-only JSON, immutable files) and admin promote/rollback ------
+
+def _registry_call(function, *args):
+    """Run a registry read; an unknown model or version is a 404 JSON error."""
+    try:
+        return function(*args)
+    except RegistryError as error:
+        raise ApiError(404, "unknown_version", reason=str(error)) from None
+
+
+@bp.get("/models/<name>")
+def model_versions(name: str):
+    """A model's current version, promotion history and every version's full card (newest first)."""
+    registry = store().registry
+    versions = _registry_call(registry.versions, name)
+    pointer = registry.pointer(name)
+    return jsonify(name=name, current=pointer["version"], history=pointer["history"],
+                   versions=[registry.card(name, version) for version in reversed(versions)])
+
+
+@bp.get("/models/<name>/versions/<version>")
+def version_card(name: str, version: str):
+    """The full card of one version (immutable, so the browser may cache it for good)."""
+    response = jsonify(_registry_call(store().registry.card, name, version))
+    response.cache_control.max_age, response.cache_control.immutable = 365 * 24 * 3600, True
+    return response
+
+
+def servable_files(directory, card: dict) -> set[str]:
+    """Paths of a version the browser may fetch: the card's files plus the weight shards that a listed
+    TF.js ``model.json`` names in its ``weightsManifest`` (relative to that file)."""
+    allowed = {entry["path"] for entry in card["files"].values()}
+    for fmt, entry in card["files"].items():
+        if fmt.startswith("tfjs") and entry["path"].endswith(".json"):
+            folder = posixpath.dirname(entry["path"])
+            for group in json.loads((directory / entry["path"]).read_text()).get("weightsManifest", []):
+                shards = (posixpath.normpath(posixpath.join(folder, shard)) for shard in group["paths"])
+                allowed.update(shard for shard in shards if not shard.startswith(".."))
+    return allowed
+
+
+@bp.get("/models/<name>/versions/<version>/files/<path:path>")
+def version_file(name: str, version: str, path: str):
+    """A file of a version, only if the card lists it (or it is a listed TF.js model's weight shard).
+    Card-listed files are checked against their sha256 first. Cached for a year: versions never change."""
+    registry = store().registry
+    card = _registry_call(registry.card, name, version)
+    directory = registry.path(name, version)
+    if path not in servable_files(directory, card):
+        raise ApiError(404, "unknown_file", path=path[:200])
+    listed = [fmt for fmt, entry in card["files"].items() if entry["path"] == path]
+    try:
+        file_path = registry.file(name, version, listed[0]) if listed else directory / path
+    except CorruptModelError as error:
+        raise ApiError(503, "model_unavailable", model=name, reason=str(error)) from None
+    return send_file(file_path, max_age=365 * 24 * 3600, conditional=True)
+
+
+def _requested_version() -> str:
+    data = request.get_json(silent=True)
+    version = data.get("version") if isinstance(data, dict) else None
+    if not isinstance(version, str) or not version:
+        raise ApiError(400, "missing_field", field="version")
+    return version
+
+
+@bp.post("/models/<name>/promote")
+@admin_required
+def promote(name: str):
+    """Make ``{"version": "vN"}`` the current version (admin; serving switches without a restart)."""
+    registry = store().registry
+    _registry_call(registry.promote, name, _requested_version())
+    return jsonify(name=name, **registry.pointer(name))
+
+
+@bp.post("/models/<name>/rollback")
+@admin_required
+def rollback(name: str):
+    """Return to the previously promoted version (admin)."""
+    registry = store().registry
+    _registry_call(registry.versions, name)
+    try:
+        registry.rollback(name)
+    except RegistryError as error:
+        raise ApiError(409, "no_rollback", model=name, reason=str(error)) from None
+    return jsonify(name=name, **registry.pointer(name))

@@ -7,6 +7,8 @@ import time
 
 import click
 
+from app.auth import users_cli
+from app.storage import uploads_cli
 from models.card import CardError
 from models.registry import DEFAULT_ROOT, Registry, RegistryError
 
@@ -127,6 +129,10 @@ def serve(host, port):
     from app import create_app
 
     create_app().run(host=host, port=port, debug=False)  # never the interactive debugger
+
+
+main.add_command(users_cli)
+main.add_command(uploads_cli)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from models import preprocess
+
 
 class Config:
     SECRET_KEY = "dev-only-not-secret"
@@ -11,6 +13,23 @@ class Config:
     MODELS_DIR = None  # default: models/store in the repository
     DEFAULT_MODEL = "animals"
     MAX_CONTENT_LENGTH = 10 * 1024 * 1024  # bytes per request
+    MAX_FORM_MEMORY_SIZE = 256 * 1024  # bytes per non-file field (> the 64 KiB chunks Werkzeug parses)
+    MAX_FORM_PARTS = 64  # fields + files per multipart request
+    IMAGE_MAX_PIXELS = preprocess.MAX_PIXELS  # width x height read from the header, checked before decoding
+    IMAGE_MIN_SIDE = preprocess.MIN_SIDE  # pixels
+    STORE_UPLOADS = True  # keep each analysed image (a request may opt out with store=0)
+    UPLOAD_RETENTION_DAYS = 30  # delete stored uploads older than this at start-up; 0 = keep forever
+    UPLOAD_CHECK_ON_START = True  # repair orphan files / dangling rows (see app.storage)
+    UPLOAD_ORPHAN_GRACE_SECONDS = 600  # a file this young may belong to a transaction still running
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
+    RATELIMIT_ENABLED = True
+    RATELIMIT_STORAGE_URI = "memory://"  # per process; redis://host:6379 to share limits between workers
+    RATELIMIT_HEADERS_ENABLED = True
+    RATE_LIMIT_PREDICT = "120 per minute"  # per client address, on /api/v1/predict
+    RATE_LIMIT_LOGIN = "10 per minute"
     MAX_IMAGES_PER_REQUEST = 16
     ORT_THREADS = 0  # 0 = let ONNX Runtime decide
     AUTO_MIGRATE = True  # apply database migrations when the app starts
@@ -27,6 +46,7 @@ class TestingConfig(Config):
 
 class ProductionConfig(Config):
     SECRET_KEY = None  # must come from the environment or the instance folder
+    SESSION_COOKIE_SECURE = True  # behind HTTPS; RIIM_SESSION_COOKIE_SECURE=0 for a plain-HTTP classroom LAN
 
 
 CONFIGS = {"development": DevelopmentConfig, "testing": TestingConfig, "production": ProductionConfig}

@@ -1,7 +1,7 @@
 """JSON errors for every 4xx/5xx: ``{"error": {"status", "code", "message"}}`` in the client's language."""
 from __future__ import annotations
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app.i18n import translate
@@ -21,15 +21,21 @@ def _response(status: int, code: str, message: str, **extra):
     return jsonify(error={"status": status, "code": code, "message": message, **extra}), status
 
 
+def error_response(error: ApiError):
+    """The JSON response for ``error`` (for handlers of other exception types that map to an ApiError)."""
+    return _response(error.status, error.code, translate(f"errors.{error.code}", **error.values))
+
+
 def init_app(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def api_error(error: ApiError):
-        return _response(error.status, error.code, translate(f"errors.{error.code}", **error.values))
+    app.register_error_handler(ApiError, error_response)
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(error):
-        limit_mb = round((app.config["MAX_CONTENT_LENGTH"] or 0) / 2**20, 1)
-        return _response(413, "too_large", translate("errors.too_large", limit_mb=limit_mb))
+        limit = app.config["MAX_CONTENT_LENGTH"] or 0
+        if request.content_length is not None and request.content_length <= limit:  # form parts/fields limit
+            return _response(413, "form_too_large", translate("errors.form_too_large",
+                                                              parts=app.config["MAX_FORM_PARTS"]))
+        return _response(413, "too_large", translate("errors.too_large", limit_mb=round(limit / 2**20, 1)))
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

@@ -10,38 +10,66 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-Image.MAX_IMAGE_PIXELS = 64_000_000  # Pillow raises DecompressionBombError above 2x this
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")  # decided by the bytes, never by name or MIME type
+MAX_PIXELS = 50_000_000  # width x height, checked from the header before any pixel is decoded
+MIN_SIDE = 8
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own guard (raises at twice this) for any other caller
 
 
 class ImageDecodeError(ValueError):
-    """The bytes are not an image we can decode."""
+    """The bytes are not an image we accept. ``code`` names the reason (catalogue key ``errors.<code>``):
+    ``not_an_image`` (no accepted format), ``image_damaged`` (accepted format, undecodable content),
+    ``image_too_small``; ``values`` fill the message."""
+
+    def __init__(self, code: str, **values):
+        super().__init__(f"{code} {values}" if values else code)
+        self.code, self.values = code, values
 
 
-def load_image(source: bytes | str | Path) -> Image.Image:
-    """Decode ``source`` (bytes or a path) into an RGB image, EXIF orientation applied, first frame only."""
+class ImageTooLargeError(ImageDecodeError):
+    """More pixels than allowed (``image_too_large``): refused before decoding."""
+
+
+def load_image(source: bytes | str | Path, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> Image.Image:
+    """Decode ``source`` (bytes or a path) into an RGB image: EXIF orientation applied, first frame only.
+
+    Only :data:`ALLOWED_FORMATS` are tried; the size is checked from the header before decoding. Every
+    failure raises :class:`ImageDecodeError` (or its subclass :class:`ImageTooLargeError`), nothing else.
+    """
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    max_mp = round(max_pixels / 1e6, 1)
     try:
-        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except Image.DecompressionBombError:
+        raise ImageTooLargeError("image_too_large", max_mp=max_mp) from None
+    except Exception:  # noqa: BLE001 — any failure to identify hostile bytes means "not an image"
+        raise ImageDecodeError("not_an_image") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLargeError("image_too_large", max_mp=max_mp)
+    if min(width, height) < min_side:
+        raise ImageDecodeError("image_too_small", width=width, height=height, min_side=min_side)
+    try:
         image.seek(0)
         image.load()
-    except Image.DecompressionBombError as error:
-        raise ImageDecodeError(f"image too large: {error}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ImageDecodeError(f"not a decodable image ({type(error).__name__})") from None
-    image = ImageOps.exif_transpose(image)
-    return to_rgb(image)
+        rgb = to_rgb(ImageOps.exif_transpose(image))
+    except Exception:  # noqa: BLE001 — truncated data, bad EXIF, decoder errors of any kind
+        raise ImageDecodeError("image_damaged", format=image.format) from None
+    rgb.info["format"] = image.format  # what the bytes turned out to be (JPEG, PNG, MPO, …)
+    return rgb
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to RGB; transparency is composited on white, 16-bit is rescaled."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    """Convert any Pillow mode to RGB; transparency is composited on white, 16-bit and float are rescaled."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
         image = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8), "L")
-    if image.mode == "P":
+    if image.mode in ("P", "PA"):
         image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
+    if image.mode in ("RGBA", "LA", "RGBa", "La"):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))
     return image.convert("RGB")

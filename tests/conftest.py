@@ -66,3 +66,21 @@ def app(default_registry, tmp_path, monkeypatch):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+ADMIN = {"username": "admin", "password": "admin-password-1"}
+
+
+@pytest.fixture
+def admin_client(app):
+    """A client logged in as an admin (``ADMIN``) that sends its session's CSRF token with every request."""
+    from app.auth import create_user
+
+    with app.app_context():
+        create_user(**ADMIN)
+    client = app.test_client()
+    client.environ_base["HTTP_X_CSRFTOKEN"] = client.get("/api/v1/auth/me").json["csrf_token"]
+    response = client.post("/api/v1/auth/login", json=ADMIN)
+    assert response.status_code == 200, response.json
+    client.environ_base["HTTP_X_CSRFTOKEN"] = response.json["csrf_token"]
+    return client

@@ -1,0 +1,201 @@
+"""Stored uploads: the analysed images, kept for the labelling loop under content-hash names.
+
+Files live in ``<instance>/uploads/<sha[:2]>/<sha256>.<ext>`` — the name comes from the bytes, never from
+the client; the client's filename is only sanitised metadata in the :class:`Upload` row. An upload is
+linked to its predictions by ``Prediction.image_sha256``.
+
+Crash safety. :func:`save` writes the file first (temp file, fsync, ``os.replace``: idempotent for the
+same content) and adds the row to the request's transaction, committed together with the predictions.
+A crash in between leaves a file without a row; :func:`check` (at start-up and ``riim uploads check``)
+deletes such orphans once older than ``UPLOAD_ORPHAN_GRACE_SECONDS`` (another worker may be about to
+commit), deletes rows whose file is gone, and applies the retention (``UPLOAD_RETENTION_DAYS``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import time
+import unicodedata
+import uuid
+from pathlib import Path
+
+import click
+from flask import Blueprint, Flask, current_app, jsonify, send_file
+from sqlalchemy import DateTime, Integer, String, delete, inspect, select
+from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.auth import admin_required
+from app.db import db
+from app.errors import ApiError
+
+bp = Blueprint("uploads", __name__, url_prefix="/api/v1/uploads")
+EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
+MIME_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif", "bmp": "image/bmp"}
+SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_FILENAME = 200
+
+
+class Upload(db.Model):
+    """One stored image (unique by content)."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True,
+                                                 default=lambda: dt.datetime.now(dt.timezone.utc))
+    filename: Mapped[str | None] = mapped_column(String(MAX_FILENAME))
+    extension: Mapped[str] = mapped_column(String(8))
+    bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+
+    def as_json(self) -> dict:
+        return {"sha256": self.sha256, "created": self.created.isoformat(), "filename": self.filename,
+                "extension": self.extension, "bytes": self.bytes, "width": self.width, "height": self.height}
+
+
+def sanitize_filename(name: str | None) -> str | None:
+    """The client's filename as safe metadata: last path component, NFC, no control characters, bounded."""
+    if not name:
+        return None
+    name = unicodedata.normalize("NFC", re.split(r"[\\/]", name)[-1])
+    name = "".join(ch for ch in name if not unicodedata.category(ch).startswith("C")).strip().lstrip(".")
+    return name[:MAX_FILENAME] or None
+
+
+def root() -> Path:
+    return Path(current_app.instance_path) / "uploads"
+
+
+def path_for(sha256: str, extension: str) -> Path:
+    return root() / sha256[:2] / f"{sha256}.{extension}"
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either nothing or all of it, also after a crash."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def save(sha256: str, data: bytes, image_format: str, size: tuple[int, int], filename: str | None) -> None:
+    """Store the file now and add its row to the current transaction (the caller commits)."""
+    extension = EXTENSIONS[image_format]
+    path = path_for(sha256, extension)
+    if not path.exists():
+        write_atomically(path, data)
+    db.session.execute(insert(Upload).values(
+        sha256=sha256, created=dt.datetime.now(dt.timezone.utc), filename=sanitize_filename(filename),
+        extension=extension, bytes=len(data), width=size[0], height=size[1],
+    ).on_conflict_do_nothing(index_elements=["sha256"]))
+
+
+def remove(upload: Upload) -> None:
+    """Delete the row (committed) and then the file: a crash in between leaves an orphan that check() removes."""
+    path = path_for(upload.sha256, upload.extension)
+    db.session.delete(upload)
+    db.session.commit()
+    path.unlink(missing_ok=True)
+
+
+def check(repair: bool = True, grace_seconds: float | None = None) -> dict[str, int]:
+    """Compare the uploads folder with the table; with ``repair``, delete orphans, dangling rows and expired
+    uploads. Answers the counts found."""
+    grace = current_app.config["UPLOAD_ORPHAN_GRACE_SECONDS"] if grace_seconds is None else grace_seconds
+    rows = {sha: extension for sha, extension in db.session.execute(select(Upload.sha256, Upload.extension))}
+    report = {"uploads": len(rows), "orphan_files": 0, "temp_files": 0, "dangling_rows": 0, "expired": 0}
+    dangling = [sha for sha, extension in rows.items() if not path_for(sha, extension).is_file()]
+    report["dangling_rows"] = len(dangling)
+    cutoff = time.time() - grace
+    for path in root().glob("*/*") if root().is_dir() else []:
+        kind = "temp_files" if path.name.endswith(".tmp") else "orphan_files"
+        if kind == "orphan_files" and rows.get(path.stem) == path.suffix[1:]:
+            continue
+        try:
+            old_enough = path.stat().st_mtime < cutoff
+        except FileNotFoundError:  # removed meanwhile by another worker
+            continue
+        if old_enough:
+            report[kind] += 1
+            if repair:
+                path.unlink(missing_ok=True)
+    days = current_app.config["UPLOAD_RETENTION_DAYS"]
+    expired = []
+    if days:
+        since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)
+        expired = list(db.session.scalars(select(Upload).where(Upload.created < since)))
+    report["expired"] = len(expired)
+    if repair:
+        if dangling:
+            db.session.execute(delete(Upload).where(Upload.sha256.in_(dangling)))
+            db.session.commit()
+        for upload in expired:
+            remove(upload)
+    return report
+
+
+def get_or_404(sha256: str) -> Upload:
+    if not SHA256.fullmatch(sha256):
+        raise ApiError(400, "bad_param", name="sha256", value=sha256[:80])
+    upload = db.session.scalar(select(Upload).where(Upload.sha256 == sha256))
+    if upload is None:
+        raise ApiError(404, "upload_not_found", sha256=sha256)
+    return upload
+
+
+@bp.get("/<sha256>")
+@admin_required
+def download(sha256):
+    """The stored image bytes (admins only: uploads are students' photos)."""
+    upload = get_or_404(sha256)
+    return send_file(path_for(upload.sha256, upload.extension), mimetype=MIME_TYPES[upload.extension])
+
+
+@bp.delete("/<sha256>")
+@admin_required
+def delete_upload(sha256):
+    """Delete a stored image and its row (the predictions made on it stay, with its hash)."""
+    upload = get_or_404(sha256)
+    remove(upload)
+    return jsonify(deleted=upload.as_json())
+
+
+@click.group("uploads")
+def uploads_cli():
+    """Stored uploads: check consistency with the database, apply retention."""
+
+
+@uploads_cli.command("check")
+@click.option("--repair/--report-only", default=True, show_default=True)
+def check_command(repair):
+    """Find (and repair) orphan files, dangling rows and uploads older than the retention."""
+    from app import create_app
+
+    os.environ["RIIM_UPLOAD_CHECK_ON_START"] = "0"  # this command runs the check itself
+    with create_app().app_context():
+        report = check(repair=repair)
+    click.echo(" ".join(f"{key}={value}" for key, value in report.items()) + (" (repaired)" if repair else ""))
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    if not app.config["UPLOAD_CHECK_ON_START"]:
+        return
+    with app.app_context():
+        if inspect(db.engine).has_table(Upload.__tablename__):  # not before the first migration
+            report = check()
+            if any(report[key] for key in ("orphan_files", "temp_files", "dangling_rows", "expired")):
+                app.logger.warning("uploads check repaired: %s", report)
