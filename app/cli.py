@@ -11,6 +11,7 @@ from app.auth import users_cli
 from app.storage import uploads_cli
 from models.card import CardError
 from models.registry import DEFAULT_ROOT, Registry, RegistryError
+from training import cli as training_cli
 
 registry_option = click.option("--models-dir", default=str(DEFAULT_ROOT), show_default=True,
                                envvar="RIIM_MODELS_DIR", help="Model registry folder.")
@@ -133,6 +134,8 @@ def serve(host, port):
 
 main.add_command(users_cli)
 main.add_command(uploads_cli)
+for _command in training_cli.COMMANDS:  # train, augment-preview, data import (TensorFlow loaded lazily)
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

@@ -380,10 +380,9 @@ def publish(registry: Registry, name: str, result: Result, promote: bool | None 
         card["tags"] = {"output": "imagenet_probabilities", "top_k": 5, "labels_file": default_model.LABELS_FILE.name}
     with registry.publish(name, card, promote=promote) as draft:
         progress.stage("publish")
-        files = {"onnx": "model.onnx", "keras": "model.keras", "head": "head.npz"}
+        files = {"onnx": "model.onnx", "keras": "model.keras", "head": default_model.HEAD_FILE}
         result.model.save(draft.dir / "model.keras")
-        kernel, bias = result.model.get_layer("probabilities").get_weights()
-        np.savez(draft.dir / "head.npz", kernel=kernel, bias=bias)
+        default_model.write_head(result.model.get_layer("probabilities"), draft.dir / default_model.HEAD_FILE)
         if result.keeps_imagenet:
             (draft.dir / default_model.LABELS_FILE.name).write_text(default_model.LABELS_FILE.read_text())
             files["imagenet_labels"] = default_model.LABELS_FILE.name
