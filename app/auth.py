@@ -147,10 +147,10 @@ def create_command(username, password, admin):
 
     with create_app().app_context():
         try:
-            user = create_user(username, password, is_admin=admin)
+            create_user(username, password, is_admin=admin)
         except ValueError as error:
             raise click.ClickException(str(error)) from None
-    click.echo(f"user {user.username} created ({'admin' if admin else 'no admin rights'})")
+    click.echo(f"user {username} created ({'admin' if admin else 'no admin rights'})")
 
 
 @users_cli.command("list")

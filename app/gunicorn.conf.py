@@ -1,0 +1,40 @@
+"""Gunicorn settings for ``make serve`` (``gunicorn -c app/gunicorn.conf.py``).
+
+- ``RIIM_WORKERS`` worker processes, default (2 × cores) + 1, each with a few threads for slow clients.
+- No preload: each worker builds the app — and its ONNX Runtime session — after the fork
+  (:func:`post_worker_init` loads the default model before the worker takes requests). One ORT thread per
+  worker, since the workers already share the cores.
+- Graceful reload: ``kill -HUP $(cat instance/gunicorn.pid)`` starts new workers (new code, new model
+  sessions) and lets the old ones finish their requests; workers are also recycled after ``max_requests``.
+"""
+import multiprocessing
+import os
+
+wsgi_app = "app:create_app()"
+bind = os.environ.get("RIIM_BIND", "127.0.0.1:5000")
+workers = int(os.environ.get("RIIM_WORKERS", 2 * multiprocessing.cpu_count() + 1))
+worker_class = "gthread"
+threads = int(os.environ.get("RIIM_THREADS", 2))
+preload_app = False
+raw_env = [f"RIIM_ORT_THREADS={os.environ.get('RIIM_ORT_THREADS', '1')}"]
+timeout = 60
+graceful_timeout = 30
+keepalive = 5
+max_requests = 5000
+max_requests_jitter = 500
+accesslog = os.environ.get("RIIM_ACCESS_LOG")  # e.g. "-" for stdout; off by default
+errorlog = "-"
+
+
+def post_worker_init(worker):
+    """Create this worker's ONNX Runtime session now, after the fork, so the first request is fast."""
+    from app.inference import store
+
+    app = worker.wsgi
+    with app.app_context():
+        try:
+            model = store().get(app.config["DEFAULT_MODEL"])
+        except Exception as error:  # noqa: BLE001 — serve anyway; /api/v1/ready reports the problem
+            worker.log.warning("worker %s: default model not loaded: %s", worker.pid, error)
+        else:
+            worker.log.info("worker %s: %s:%s loaded", worker.pid, model.name, model.version)
