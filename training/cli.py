@@ -73,8 +73,9 @@ def train(data_dir, name, config_path, models_dir, work_dir, progress_file, prom
         _exit(EXIT_FAILED, "interrupted" + (f"; resume with --work-dir {work_dir}" if work_dir else ""), progress)
     card = Registry(models_dir).card(name, version)
     metrics = card["metrics"]
-    click.echo(f"{name}:{version} published; test accuracy {metrics['test']['accuracy']:.3f}, "
-               f"macro-F1 {metrics['test']['macro_f1']:.3f}"
+    click.echo(f"{name}:{version} published"
+               + (f"; test accuracy {metrics['test']['accuracy']:.3f}, macro-F1 {metrics['test']['macro_f1']:.3f}"
+                  if "test" in metrics else "; no test split")
                + (f", verdict {metrics['diagnosis']['verdict']} ({metrics['diagnosis']['reason']})"
                   if "diagnosis" in metrics else ""))
 

@@ -270,7 +270,9 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
                           checkpoints=checkpoints)}
     classifier.model.get_layer("probabilities").set_weights(head.get_layer("probabilities").get_weights())
     seconds["head"] = time.perf_counter() - stamp
-    metrics = {"head_only_test": _evaluate(head, embeddings, labels, test_ids, classes, paths)}
+    metrics = {}
+    if len(test_ids):
+        metrics["head_only_test"] = _evaluate(head, embeddings, labels, test_ids, classes, paths)
 
     if config.crossval.folds or config.crossval.leave_one_out:
         stamp = time.perf_counter()
@@ -304,7 +306,8 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
         seconds["finetune"] = time.perf_counter() - stamp
 
     last_stage = list(curves)[-1]
-    metrics["test"] = _evaluate(final, final_inputs, labels, test_ids, classes, paths)
+    if len(test_ids):
+        metrics["test"] = _evaluate(final, final_inputs, labels, test_ids, classes, paths)
     if len(val_ids):
         metrics["validation"] = _evaluate(final, final_inputs, labels, val_ids, classes, paths)
         metrics["diagnosis"] = {"stage": last_stage,
@@ -339,7 +342,7 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
         "metrics": metrics,
         "optimization": optimization,
     }
-    check = [load_image(dataset.root / paths[i]) for i in test_ids[:2]]
+    check = [load_image(dataset.root / paths[i]) for i in (test_ids if len(test_ids) else train_ids)[:2]]
     return Result(model, classes, spec, config, card, check, keeps_imagenet=not blocks, qat_model=qat_model,
                   curves=curves)
 
@@ -405,5 +408,5 @@ def train_and_publish(registry: Registry, data_dir, name: str, config: TrainConf
     progress = progress or Progress(bars=False)
     result = train(data_dir, config, work_dir, progress)
     version = publish(registry, name, result, promote, progress)
-    progress.finish(version=version, test_accuracy=result.card["metrics"]["test"]["accuracy"])
+    progress.finish(version=version, test_accuracy=result.card["metrics"].get("test", {}).get("accuracy"))
     return version
