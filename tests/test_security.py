@@ -20,6 +20,7 @@ from tests.conftest import ADMIN
 # Endpoints that change state without an admin login, each for a stated reason.
 PUBLIC_WRITES = {
     "api.predict": "public JSON API: CSRF-exempt, rate-limited, changes no admin state",
+    "api.feature_maps": "public analysis of the caller's image: rate-limited, stores nothing",
     "auth.login": "the way to become an admin (CSRF-protected, rate-limited)",
     "auth.logout": "ends the caller's own session",
 }
