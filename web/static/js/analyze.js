@@ -1,81 +1,234 @@
-// Analyze page: send the chosen image to /api/v1/predict and show label, probabilities, tags, timings.
+// Analyze page: one image (file, drop, paste or webcam) is classified twice — by the server (ONNX
+// Runtime, /api/v1/predict) and in this browser (TF.js wasm, edge.js) — and the answers are shown side
+// by side with the class activation map, tags, anomaly verdicts and timings.
 import { t } from "./i18n.js";
+import { classify, currentVersion, loadEdgeModel, tfjsFormats } from "./edge.js";
+import { toImageData } from "./preprocess.js";
+import { bar, element, heatmapUrl, imageDataUrl, labelText, ms, percent, setBadge } from "./render.js";
 
-const form = document.getElementById("analyze-form");
-const input = document.getElementById("image-input");
-const preview = document.getElementById("preview");
-const button = document.getElementById("analyze-button");
-const result = document.getElementById("result");
-const errorBox = document.getElementById("error");
+const $ = (id) => document.getElementById(id);
+const modelName = $("main").dataset.model;
+const errorBox = $("error");
+let edge = null;
+let edgeLoading = null;
+let cams = {};
 
-function labelText(label) {
-  return t(`label.${label}`) === `label.${label}` ? label : t(`label.${label}`);
+function showError(message) {
+  errorBox.textContent = message;
+  errorBox.classList.toggle("d-none", !message);
 }
 
-function bar(name, probability) {
-  const row = document.createElement("div");
-  row.className = "mb-2";
-  const caption = document.createElement("div");
-  caption.textContent = `${labelText(name)} — ${(probability * 100).toFixed(1)} %`;
-  const outer = document.createElement("div");
-  outer.className = "progress probability-bar";
-  outer.setAttribute("role", "progressbar");
-  outer.setAttribute("aria-label", labelText(name));
-  outer.setAttribute("aria-valuenow", Math.round(probability * 100));
-  outer.setAttribute("aria-valuemin", "0");
-  outer.setAttribute("aria-valuemax", "100");
-  const inner = document.createElement("div");
-  inner.className = "progress-bar";
-  inner.style.width = `${probability * 100}%`;
-  outer.append(inner);
-  row.append(caption, outer);
-  return row;
+// --- edge model ------------------------------------------------------------------------------------
+function setProgress(fraction) {
+  const box = $("edge-progress");
+  box.setAttribute("aria-valuenow", Math.round(fraction * 100));
+  box.firstElementChild.style.width = `${fraction * 100}%`;
 }
 
-function show(answer) {
-  const r = answer.results[0];
-  const badge = document.getElementById("result-label");
-  badge.textContent = `${labelText(r.label)} (${t("analyze.confidence")} ${(r.confidence * 100).toFixed(1)} %)`;
-  badge.className = `badge ${r.unknown ? "text-bg-warning" : "text-bg-success"}`;
-  document.getElementById("result-probabilities").replaceChildren(
-    ...Object.entries(r.probabilities).map(([name, p]) => bar(name, p)));
-  document.getElementById("result-tags").replaceChildren(...(r.tags || []).map((tag) => {
-    const item = document.createElement("li");
-    item.textContent = `${tag.label} — ${(tag.probability * 100).toFixed(1)} %`;
-    return item;
-  }));
-  document.getElementById("result-model").textContent = `${answer.model.name} ${answer.model.version}`;
-  document.getElementById("result-timings").textContent = Object.entries(answer.timings)
-    .map(([k, v]) => `${k.replace("_ms", "")} ${v}`).join(" · ");
-  result.classList.remove("d-none");
-}
-
-input.addEventListener("change", () => {
-  const file = input.files[0];
-  if (file) {
-    preview.src = URL.createObjectURL(file);
-    preview.classList.remove("d-none");
-  }
-});
-
-form.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  if (!input.files.length) return;
-  const body = new FormData();
-  body.append("image", input.files[0]);
-  button.disabled = true;
-  button.textContent = t("analyze.working");
-  errorBox.classList.add("d-none");
+async function prepareEdge(format) {
+  const status = $("edge-status");
+  status.textContent = t("edge.loading");
+  edge = null;
   try {
-    const response = await fetch(`/api/v1/predict?lang=${document.documentElement.lang}`, { method: "POST", body });
-    const answer = await response.json();
-    if (!response.ok) throw new Error(answer.error.message);
-    show(answer);
+    const loaded = await loadEdgeModel(modelName, format, setProgress);
+    edge = loaded;
+    status.textContent = t(loaded.source === "cache" ? "edge.ready_cache" : "edge.ready_network", {
+      version: `${loaded.name} ${loaded.version}`, format: loaded.format, backend: loaded.backend,
+      seconds: (loaded.loadMs / 1000).toFixed(2) });
+    status.dataset.state = "ready";
+    status.dataset.source = loaded.source;
+    status.dataset.loadMs = loaded.loadMs.toFixed(1);
   } catch (error) {
-    errorBox.textContent = error.message;
-    errorBox.classList.remove("d-none");
-  } finally {
-    button.disabled = false;
-    button.textContent = t("analyze.submit");
+    status.textContent = t("edge.unavailable", { reason: error.message });
+    status.dataset.state = "unavailable";
+  }
+  return edge;
+}
+
+async function initEdge() {
+  try {
+    const { card } = await currentVersion(modelName);
+    $("edge-format").replaceChildren(...tfjsFormats(card).map((fmt) =>
+      element("option", { text: t(`edge.format_${fmt}`) === `edge.format_${fmt}` ? fmt : t(`edge.format_${fmt}`),
+        attrs: { value: fmt } })));
+  } catch { /* no model yet: prepareEdge reports it */ }
+  edgeLoading = prepareEdge($("edge-format").value || undefined);
+}
+
+$("edge-format").addEventListener("change", (event) => { edgeLoading = prepareEdge(event.target.value); });
+
+// --- results ---------------------------------------------------------------------------------------
+function showPanel(panel, result, seconds, note) {
+  setBadge(panel.querySelector(".result-label"), result);
+  panel.querySelector(".result-bars").replaceChildren(...Object.entries(result.probabilities)
+    .map(([name, p]) => bar(name, p, name === result.label)));
+  panel.querySelector(".result-time").textContent = `${t("compare.time")}: ${ms(seconds)}${note ? ` · ${note}` : ""}`;
+  panel.dataset.label = result.label;
+  panel.dataset.probabilities = JSON.stringify(result.probabilities);
+}
+
+function showUnavailable(panel, message) {
+  const badge = panel.querySelector(".result-label");
+  badge.textContent = t("compare.unavailable");
+  badge.className = "badge result-label text-bg-secondary";
+  panel.querySelector(".result-bars").replaceChildren(element("p", { className: "small mb-0", text: message }));
+  panel.querySelector(".result-time").textContent = "";
+  delete panel.dataset.label;
+}
+
+function showCam() {
+  const source = $("cam-source").value;
+  const cam = cams[source] || cams.edge || cams.server;
+  if (!cam) return;
+  $("cam-base").src = cam.base;
+  $("cam-heat").src = cam.heat;
+  $("explanation").classList.remove("d-none");
+}
+
+function anomalyItems(anomalies) {
+  return Object.entries(anomalies).filter(([, verdict]) => verdict && typeof verdict === "object" && "score" in verdict)
+    .map(([kind, verdict]) => {
+      const flagged = verdict.anomalous ?? verdict.is_anomaly ?? verdict.score > verdict.threshold;
+      return element("li", { className: "mb-1" },
+        element("span", { className: `badge me-2 ${flagged ? "text-bg-danger" : "text-bg-success"}`,
+          text: flagged ? t("anomaly.flagged") : t("anomaly.normal") }),
+        element("strong", { text: t(`anomaly.${kind}`) === `anomaly.${kind}` ? kind : t(`anomaly.${kind}`) }),
+        element("span", { text: ` — ${t("anomaly.score", { score: Number(verdict.score).toFixed(3),
+          threshold: Number(verdict.threshold).toFixed(3) })}${verdict.reason ? ` · ${verdict.reason}` : ""}` }));
+    });
+}
+
+function showDetails(server, local) {
+  const tags = server?.tags || local?.tags || [];
+  $("tags").replaceChildren(...tags.map((tag) => element("li", {
+    className: "list-inline-item badge text-bg-light border", text: `${tag.label} ${percent(tag.probability)}` })));
+  const anomalies = server?.anomalies || server?.anomaly || {};
+  const items = anomalyItems(anomalies);
+  (server?.quality || []).forEach((flag) => items.push(element("li", {},
+    element("span", { className: "badge text-bg-warning me-2", text: t("anomaly.quality") }),
+    element("span", { text: typeof flag === "string" ? flag : flag.message || flag.code || JSON.stringify(flag) }))));
+  $("anomalies").replaceChildren(...items);
+  $("anomalies-block").classList.toggle("d-none", !items.length);
+  const heat = anomalies.heatmap || anomalies.regions?.heatmap;
+  $("anomaly-toggle").classList.toggle("d-none", !heat);
+  if (heat) $("anomaly-heatmap").src = heat;
+  $("details").classList.remove("d-none");
+}
+
+function showTimings(server, serverMs, local) {
+  const rows = { round_trip_ms: [serverMs, null] };
+  Object.entries(server?.timings || {}).forEach(([key, value]) => { rows[key] = [value, null]; });
+  Object.entries(local?.timings || {}).forEach(([key, value]) => { rows[key] = [rows[key]?.[0] ?? null, value]; });
+  $("timings").tBodies[0].replaceChildren(...Object.entries(rows).map(([key, [s, e]]) => element("tr", {},
+    element("th", { text: t(`timings.${key}`) === `timings.${key}` ? key : t(`timings.${key}`), attrs: { scope: "row" } }),
+    element("td", { text: s == null ? "—" : ms(s) }), element("td", { text: e == null ? "—" : ms(e) }))));
+}
+
+async function askServer(blob, filename) {
+  const body = new FormData();
+  body.append("image", blob, filename);
+  const started = performance.now();
+  const response = await fetch(`/api/v1/predict?explain=1&anomaly=1&lang=${document.documentElement.lang}`,
+    { method: "POST", body });
+  const answer = await response.json();
+  if (!response.ok) throw new Error(answer.error?.message || response.statusText);
+  return { answer, roundTripMs: performance.now() - started };
+}
+
+async function askEdge(blob) {
+  await edgeLoading;
+  if (!edge) throw new Error($("edge-status").textContent);
+  return classify(edge, blob);
+}
+
+async function analyze(blob, filename = "image") {
+  document.body.dataset.state = "working";
+  showError("");
+  $("preview").src = URL.createObjectURL(blob);
+  $("preview").classList.remove("d-none");
+  const [server, local] = await Promise.allSettled([askServer(blob, filename), askEdge(blob)]);
+  const serverResult = server.status === "fulfilled" ? server.value.answer.results[0] : null;
+  const edgeResult = local.status === "fulfilled" ? local.value : null;
+  if (serverResult) {
+    showPanel($("server-result"), serverResult, server.value.roundTripMs,
+      `${server.value.answer.model.name} ${server.value.answer.model.version}`);
+  } else {
+    showUnavailable($("server-result"), server.reason.message.includes("fetch") ? t("compare.offline") : server.reason.message);
+  }
+  if (edgeResult) showPanel($("edge-result"), edgeResult, edgeResult.timings.total_ms, edge.format);
+  else showUnavailable($("edge-result"), local.reason.message);
+  if (!serverResult && !edgeResult) showError(server.reason.message);
+  $("disagreement").classList.toggle("d-none", !(serverResult && edgeResult && serverResult.label !== edgeResult.label));
+
+  cams = {};
+  if (edgeResult?.cam) {
+    const size = edge.card.input.size;
+    cams.edge = { base: imageDataUrl(toImageData(edgeResult.pixels, size)),
+      heat: heatmapUrl(edgeResult.cam.values, edgeResult.cam.height, edgeResult.cam.width, size) };
+  }
+  const explanation = serverResult?.explanation || serverResult?.cam;
+  if (explanation?.heatmap) cams.server = { base: explanation.image || cams.edge?.base || $("preview").src, heat: explanation.heatmap };
+  $("cam-source").querySelector('option[value="server"]').disabled = !cams.server;
+  $("cam-source").value = cams.edge ? "edge" : "server";
+  showCam();
+  if (serverResult || edgeResult) {
+    showDetails(serverResult, edgeResult);
+    showTimings(server.value?.answer, server.value?.roundTripMs, edgeResult);
+  }
+  document.body.dataset.state = "done";
+}
+
+// --- inputs ----------------------------------------------------------------------------------------
+$("image-input").addEventListener("change", (event) => {
+  const [file] = event.target.files;
+  if (file) analyze(file, file.name);
+});
+
+const dropZone = $("drop-zone");
+dropZone.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" || event.key === " ") { event.preventDefault(); $("image-input").click(); }
+});
+["dragenter", "dragover"].forEach((name) => dropZone.addEventListener(name, (event) => {
+  event.preventDefault();
+  dropZone.classList.add("drop-active");
+}));
+["dragleave", "drop"].forEach((name) => dropZone.addEventListener(name, () => dropZone.classList.remove("drop-active")));
+dropZone.addEventListener("drop", (event) => {
+  event.preventDefault();
+  const file = [...event.dataTransfer.files].find((f) => f.type.startsWith("image/"));
+  if (file) analyze(file, file.name);
+});
+document.addEventListener("paste", (event) => {
+  const item = [...event.clipboardData.items].find((entry) => entry.type.startsWith("image/"));
+  if (item) analyze(item.getAsFile(), "pasted.png");
+});
+
+let stream = null;
+$("camera-start").addEventListener("click", async () => {
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+    $("camera").srcObject = stream;
+    $("camera").classList.remove("d-none");
+    $("camera-capture").classList.remove("d-none");
+  } catch (error) {
+    showError(t("analyze.camera_error", { reason: error.message }));
   }
 });
+$("camera-capture").addEventListener("click", () => {
+  const video = $("camera");
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  canvas.toBlob((blob) => analyze(blob, "camera.png"), "image/png");
+});
+
+$("cam-opacity").addEventListener("input", (event) => { $("cam-heat").style.opacity = event.target.value / 100; });
+$("cam-heat").style.opacity = $("cam-opacity").value / 100;
+$("cam-source").addEventListener("change", showCam);
+$("anomaly-toggle").addEventListener("click", (event) => {
+  const shown = $("anomaly-heatmap").classList.toggle("d-none") === false;
+  event.target.setAttribute("aria-pressed", String(shown));
+});
+
+initEdge();

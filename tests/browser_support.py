@@ -1,0 +1,74 @@
+"""Helpers for the browser tests and benchmarks: the real app on 127.0.0.1:0 in a thread, Debian chromium
+driven by Playwright, and a guard that fails on any request leaving the loopback interface."""
+from __future__ import annotations
+
+import contextlib
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from werkzeug.serving import make_server
+
+from export.browser import CHROMIUM, CHROMIUM_FLAGS
+from models.registry import Registry
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+LOOPBACK = {"127.0.0.1"}
+
+
+@contextlib.contextmanager
+def live_server(app):
+    """Serve ``app`` on 127.0.0.1 at a free port from a thread; yields the base URL, stops on exit."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def chromium():
+    """A headless Debian chromium (``playwright install`` is not needed)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).is_file():
+        raise RuntimeError(f"{CHROMIUM} not found: apt-get install chromium (done by `make setup`)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def guard_loopback(context) -> list[str]:
+    """Abort every request of ``context`` that is not for 127.0.0.1; returns the list of those URLs."""
+    outside: list[str] = []
+
+    def check(route):
+        url = route.request.url
+        if urlsplit(url).scheme in ("http", "https", "ws", "wss") and urlsplit(url).hostname not in LOOPBACK:
+            outside.append(url)
+            route.abort()
+        else:
+            route.continue_()
+
+    context.route("**/*", check)
+    return outside
+
+
+def ensure_tfjs(registry: Registry, name: str, version: str | None = None) -> dict:
+    """Add the TF.js formats (float16 and uint8) to a version that lacks them; returns the card."""
+    from export import exporter
+
+    card = registry.card(name, version)
+    missing = [fmt for fmt in ("tfjs", "tfjs_uint8") if fmt not in card["files"]]
+    if missing:
+        model = exporter.load_keras(registry.file(name, card["version"], "keras"))
+        with registry.amend(name, card["version"]) as draft:
+            for fmt in missing:
+                draft.card["files"][fmt] = exporter._write(fmt, model, draft.dir, {}, None, None)
+    return registry.card(name, version)

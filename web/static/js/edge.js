@@ -1,0 +1,174 @@
+// Edge mode: the current version's TF.js model and card, downloaded once, kept in IndexedDB and run in
+// this browser with the TF.js wasm backend (vendored; tf.min.js and tf-backend-wasm.min.js are loaded by
+// the page). Preprocessing, the unknown policy and the outputs all come from the card.
+import { decodePixels, modelPixels, normalize } from "./preprocess.js";
+
+const tf = globalThis.tf;
+const VENDOR = new URL("../vendor/tfjs/", import.meta.url).href;
+const DEFAULT_FORMAT = "tfjs";
+
+let backendReady;
+/** Select the wasm backend once (binaries from the vendored folder, never a CDN). */
+export function wasmBackend() {
+  backendReady ??= (async () => {
+    tf.wasm.setWasmPaths(VENDOR);
+    if (!(await tf.setBackend("wasm"))) throw new Error("wasm backend unavailable");
+    await tf.ready();
+    return tf.getBackend();
+  })();
+  return backendReady;
+}
+
+const versionUrl = (name, version) =>
+  `/api/v1/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`;
+const storageKey = (name) => `riim.edge.${name}`;
+
+async function getJson(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return response.json();
+}
+
+/** The current version, its card and ImageNet tag names: from the server, or offline the last ones used. */
+export async function currentVersion(name) {
+  try {
+    const info = await getJson("/api/v1/model-info");
+    const model = info.models.find((entry) => entry.name === name);
+    if (!model || !model.current) throw new Error(`no current version of ${name}`);
+    const saved = JSON.parse(localStorage.getItem(storageKey(name)) || "null");
+    const card = await getJson(versionUrl(name, model.current));
+    let tags = saved?.version === model.current ? saved.tags : null;
+    if (!tags && card.tags && card.files.imagenet_labels) {
+      tags = await getJson(`${versionUrl(name, model.current)}/files/${card.files.imagenet_labels.path}`);
+    }
+    const entry = { version: model.current, card, tags };
+    localStorage.setItem(storageKey(name), JSON.stringify(entry));
+    return { ...entry, online: true };
+  } catch (error) {
+    const saved = JSON.parse(localStorage.getItem(storageKey(name)) || "null");
+    if (!saved) throw error;
+    return { ...saved, online: false };
+  }
+}
+
+/** TF.js formats of a card (fp16 "tfjs" first, "tfjs_uint8" = smallest). */
+export function tfjsFormats(card) {
+  return Object.keys(card.files).filter((fmt) => fmt.startsWith("tfjs")).sort();
+}
+
+async function dropOldCopies(name, keep) {
+  const stored = await tf.io.listModels();
+  await Promise.all(Object.keys(stored)
+    .filter((key) => key.startsWith(`indexeddb://riim-${name}-`) && key !== keep)
+    .map((key) => tf.io.removeModel(key)));
+}
+
+/**
+ * Load model NAME's current version in format FORMAT: from IndexedDB when cached, else downloaded once
+ * (onProgress receives 0..1) and stored. Returns the edge model used by classify().
+ */
+export async function loadEdgeModel(name, format = DEFAULT_FORMAT, onProgress = () => {}) {
+  const backend = await wasmBackend();
+  const { version, card, tags, online } = await currentVersion(name);
+  const formats = tfjsFormats(card);
+  if (!formats.length) throw new Error("no TF.js export");
+  const fmt = formats.includes(format) ? format : formats[0];
+  const key = `indexeddb://riim-${name}-${version}-${fmt}`;
+  const started = performance.now();
+  let model;
+  let source = "cache";
+  try {
+    model = await tf.loadLayersModel(key);
+  } catch {
+    source = "network";
+    model = await tf.loadLayersModel(`${versionUrl(name, version)}/files/${card.files[fmt].path}`, { onProgress });
+    await model.save(key);
+    dropOldCopies(name, key).catch(() => {});
+  }
+  onProgress(1);
+  const loadMs = performance.now() - started;
+  const edge = { name, version, card, tags, format: fmt, model, source, loadMs, backend, online,
+    head: camHead(model, card) };
+  const warm = performance.now();
+  tf.tidy(() => model.predict(tf.zeros([1, card.input.size, card.input.size, 3])));
+  edge.warmupMs = performance.now() - warm;
+  return edge;
+}
+
+// The Dense layer that reads the pooled feature map: its kernel gives the class activation map weights.
+function camHead(model, card) {
+  const featureLayer = model.getLayer(card.outputs.feature_map);
+  const channels = featureLayer.outputShape.at(-1);
+  const dense = model.layers.find((layer) => layer.getClassName() === "Dense"
+    && layer.kernel && layer.kernel.shape[0] === channels);
+  if (!dense) return null;
+  const units = dense.kernel.shape[1];
+  if (units === card.labels.length) return { kernel: dense.kernel.read(), mapping: null };
+  if (card.label_mapping && card.outputs.imagenet_probabilities) return { kernel: dense.kernel.read(), mapping: card.label_mapping };
+  return null;
+}
+
+/** The unknown policy of the card (as models/card.decide does): [label, isUnknown]. */
+export function decide(card, probabilities) {
+  let best = 0;
+  probabilities.forEach((p, i) => { if (p > probabilities[best]) best = i; });
+  const policy = card.unknown_policy;
+  if (policy.rule === "max_probability_below" && probabilities[best] < policy.threshold) return ["unknown", true, best];
+  return [card.labels[best], false, best];
+}
+
+// CAM = ReLU(feature map · class weights), scaled to 0..1. For a label that sums ImageNet classes the
+// weights are those classes' weights averaged by their probabilities.
+function classActivationMap(edge, featureMap, best, imagenet) {
+  const { kernel, mapping } = edge.head;
+  return tf.tidy(() => {
+    let weights;
+    if (mapping) {
+      const classes = mapping[edge.card.labels[best]];
+      const share = tf.tensor1d(classes.map((c) => imagenet[c]));
+      weights = tf.gather(kernel, classes, 1).matMul(share.div(share.sum()).expandDims(1));
+    } else {
+      weights = tf.gather(kernel, [best], 1);
+    }
+    const [, height, width, channels] = featureMap.shape;
+    const map = featureMap.reshape([height * width, channels]).matMul(weights).relu();
+    const scaled = map.div(map.max().maximum(1e-12));
+    return { values: scaled.dataSync(), height, width };
+  });
+}
+
+/** Classify an image blob in the browser: label, probabilities, tags, CAM, pixels the model saw, timings. */
+export async function classify(edge, blob) {
+  const started = performance.now();
+  const { card, model } = edge;
+  const image = await decodePixels(blob);
+  const decoded = performance.now();
+  const pixels = modelPixels(image, card.input);
+  const input = normalize(pixels, card.input);
+  const preprocessed = performance.now();
+  const outputs = tf.tidy(() => {
+    const result = model.predict(tf.tensor4d(input, [1, card.input.size, card.input.size, 3]));
+    const list = Array.isArray(result) ? result : [result];
+    return Object.fromEntries(model.outputNames.map((name, i) => [name, list[i]]));
+  });
+  const probabilities = Array.from(outputs[card.outputs.probabilities].dataSync());
+  const imagenet = card.outputs.imagenet_probabilities && outputs[card.outputs.imagenet_probabilities]
+    ? outputs[card.outputs.imagenet_probabilities].dataSync() : null;
+  const inferred = performance.now();
+  const [label, unknown, best] = decide(card, probabilities);
+  const cam = edge.head ? classActivationMap(edge, outputs[card.outputs.feature_map], best, imagenet) : null;
+  tf.dispose(Object.values(outputs));
+  const done = performance.now();
+  let tags = null;
+  if (imagenet && edge.tags && card.tags) {
+    tags = Array.from(imagenet.keys()).sort((a, b) => imagenet[b] - imagenet[a]).slice(0, card.tags.top_k)
+      .map((index) => ({ label: edge.tags[index], index, probability: imagenet[index] }));
+  }
+  return {
+    label, unknown, confidence: probabilities[best],
+    probabilities: Object.fromEntries(card.labels.map((name, i) => [name, probabilities[i]])),
+    tags, cam, pixels,
+    timings: { decode_ms: decoded - started, preprocess_ms: preprocessed - decoded,
+      inference_ms: inferred - preprocessed, cam_ms: done - inferred, total_ms: done - started },
+  };
+}

@@ -1,0 +1,94 @@
+// Small DOM builders shared by the pages (no inline styles: sizes are set through the CSSOM).
+import { t } from "./i18n.js";
+
+/** A label in the page language (catalogue key label.<name>), or the name itself. */
+export function labelText(label) {
+  const key = `label.${label}`;
+  return t(key) === key ? label : t(key);
+}
+
+export const percent = (p) => `${(p * 100).toFixed(1)} %`;
+export const ms = (value) => `${value.toFixed(1)} ms`;
+
+export function element(tag, { className, text, attrs } = {}, ...children) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  Object.entries(attrs || {}).forEach(([name, value]) => node.setAttribute(name, value));
+  node.append(...children);
+  return node;
+}
+
+/** A labelled, accessible probability bar. */
+export function bar(name, probability, highlight = false) {
+  const inner = element("div", { className: `progress-bar${highlight ? "" : " bg-secondary"}` });
+  inner.style.width = `${probability * 100}%`;
+  const outer = element("div", {
+    className: "progress probability-bar",
+    attrs: { role: "progressbar", "aria-label": labelText(name), "aria-valuenow": Math.round(probability * 100),
+      "aria-valuemin": "0", "aria-valuemax": "100" },
+  }, inner);
+  return element("div", { className: "mb-2" }, element("div", { text: `${labelText(name)} — ${percent(probability)}` }), outer);
+}
+
+/** Badge text and colour for a decision; "unknown" is shown in its own colour with the reason. */
+export function setBadge(badge, result) {
+  badge.textContent = result.unknown
+    ? `${labelText("unknown")} (${t("analyze.unknown_hint")})`
+    : `${labelText(result.label)} · ${percent(result.confidence)}`;
+  badge.dataset.label = result.label;
+  badge.className = `badge result-label ${result.unknown ? "text-bg-warning" : "text-bg-success"}`;
+}
+
+/** A table from rows of cells; the first row is the header. */
+export function table(rows, className = "table table-sm") {
+  const [head, ...body] = rows;
+  return element("table", { className },
+    element("thead", {}, element("tr", {}, ...head.map((cell) => element("th", { text: cell, attrs: { scope: "col" } })))),
+    element("tbody", {}, ...body.map((row) => element("tr", {}, ...row.map((cell) =>
+      cell instanceof Node ? element("td", {}, cell) : element("td", { text: cell }))))));
+}
+
+// Blue → cyan → yellow → red ramp for heat maps.
+function heatColour(value) {
+  const stops = [[0, 0, 160], [0, 200, 255], [255, 230, 0], [230, 0, 0]];
+  const x = Math.min(Math.max(value, 0), 1) * (stops.length - 1);
+  const i = Math.min(Math.floor(x), stops.length - 2);
+  const f = x - i;
+  return stops[i].map((c, k) => Math.round(c + (stops[i + 1][k] - c) * f));
+}
+
+/** A grid of 0..1 values as a PNG data URL of `size` pixels, smoothly upsampled. */
+export function heatmapUrl(values, height, width, size) {
+  const small = document.createElement("canvas");
+  small.width = width;
+  small.height = height;
+  const image = small.getContext("2d").createImageData(width, height);
+  values.forEach((value, i) => {
+    image.data.set([...heatColour(value), 255], i * 4);
+  });
+  small.getContext("2d").putImageData(image, 0, 0);
+  const big = document.createElement("canvas");
+  big.width = size;
+  big.height = size;
+  const context = big.getContext("2d");
+  context.imageSmoothingEnabled = true;
+  context.imageSmoothingQuality = "high";
+  context.drawImage(small, 0, 0, size, size);
+  return big.toDataURL("image/png");
+}
+
+/** ImageData as a PNG data URL. */
+export function imageDataUrl(imageData) {
+  const canvas = document.createElement("canvas");
+  canvas.width = imageData.width;
+  canvas.height = imageData.height;
+  canvas.getContext("2d").putImageData(imageData, 0, 0);
+  return canvas.toDataURL("image/png");
+}
+
+/** Headers for a state-changing call: JSON plus the CSRF token from <meta name="csrf-token">. */
+export function jsonHeaders() {
+  const token = document.querySelector('meta[name="csrf-token"]')?.content;
+  return { "Content-Type": "application/json", ...(token ? { "X-CSRFToken": token } : {}) };
+}
