@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import posixpath
 import sys
 import time
 from importlib import metadata
@@ -17,7 +15,7 @@ from app.errors import ApiError
 from app.inference import store
 from app.security import csrf, limiter
 from models.preprocess import ImageDecodeError, ImageTooLargeError, load_image
-from models.registry import CorruptModelError, RegistryError
+from models.registry import CorruptModelError, RegistryError, sha256_file
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 PACKAGES = ("flask", "onnxruntime", "numpy", "pillow", "sqlalchemy")
@@ -167,39 +165,28 @@ def model_versions(name: str):
 
 @bp.get("/models/<name>/versions/<version>")
 def version_card(name: str, version: str):
-    """The full card of one version (immutable, so the browser may cache it for good)."""
-    response = jsonify(_registry_call(store().registry.card, name, version))
-    response.cache_control.max_age, response.cache_control.immutable = 365 * 24 * 3600, True
-    return response
+    """The full card of one version (files are immutable, but export and calibration add sections)."""
+    return jsonify(_registry_call(store().registry.card, name, version))
 
 
-def servable_files(directory, card: dict) -> set[str]:
-    """Paths of a version the browser may fetch: the card's files plus the weight shards that a listed
-    TF.js ``model.json`` names in its ``weightsManifest`` (relative to that file)."""
-    allowed = {entry["path"] for entry in card["files"].values()}
-    for fmt, entry in card["files"].items():
-        if fmt.startswith("tfjs") and entry["path"].endswith(".json"):
-            folder = posixpath.dirname(entry["path"])
-            for group in json.loads((directory / entry["path"]).read_text()).get("weightsManifest", []):
-                shards = (posixpath.normpath(posixpath.join(folder, shard)) for shard in group["paths"])
-                allowed.update(shard for shard in shards if not shard.startswith(".."))
-    return allowed
+def servable_files(card: dict) -> dict[str, str]:
+    """Path → sha256 of every file of a version the browser may fetch: the card's files and their parts
+    (TF.js weight shards)."""
+    entries = [entry for fmt in card["files"].values() for entry in [fmt, *fmt.get("parts", [])]]
+    return {entry["path"]: entry["sha256"] for entry in entries}
 
 
 @bp.get("/models/<name>/versions/<version>/files/<path:path>")
 def version_file(name: str, version: str, path: str):
-    """A file of a version, only if the card lists it (or it is a listed TF.js model's weight shard).
-    Card-listed files are checked against their sha256 first. Cached for a year: versions never change."""
+    """A file of a version, only if the card lists it, after checking its sha256. Cached for a year by
+    the browser: versions never change."""
     registry = store().registry
-    card = _registry_call(registry.card, name, version)
-    directory = registry.path(name, version)
-    if path not in servable_files(directory, card):
+    sha256 = servable_files(_registry_call(registry.card, name, version)).get(path)
+    if sha256 is None:
         raise ApiError(404, "unknown_file", path=path[:200])
-    listed = [fmt for fmt, entry in card["files"].items() if entry["path"] == path]
-    try:
-        file_path = registry.file(name, version, listed[0]) if listed else directory / path
-    except CorruptModelError as error:
-        raise ApiError(503, "model_unavailable", model=name, reason=str(error)) from None
+    file_path = registry.path(name, version) / path
+    if not file_path.is_file() or sha256_file(file_path) != sha256:
+        raise ApiError(503, "model_unavailable", model=name, reason=f"{path} does not match its sha256")
     return send_file(file_path, max_age=365 * 24 * 3600, conditional=True)
 
 
