@@ -99,8 +99,10 @@ def _credentials() -> tuple[str, str]:
     return values[0], values[1]
 
 
-# A hash to check against when the name is unknown, so both failures take the same time.
-_DUMMY_HASH = generate_password_hash("riim-dummy-password")
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to check against when the name is unknown, so both failures take the same time."""
+    return generate_password_hash("riim-dummy-password")
 
 
 @bp.post("/login")
@@ -109,7 +111,7 @@ def login():
     """Log in with ``username`` + ``password`` (JSON or form). Answers the user and a fresh CSRF token."""
     username, password = _credentials()
     user = db.session.scalar(select(User).where(User.username == username)) if len(username) <= 64 else None
-    valid = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
+    valid = check_password_hash(user.password_hash if user else _dummy_hash(), password)
     if user is None or not valid:
         raise ApiError(401, "bad_credentials")
     session.clear()  # a new session on login (no fixation)

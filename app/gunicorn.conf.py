@@ -22,6 +22,7 @@ graceful_timeout = 30
 keepalive = 5
 max_requests = 5000
 max_requests_jitter = 500
+control_socket_disable = True  # signals (HUP, TERM) are the interface; no shared ~/.gunicorn socket
 accesslog = os.environ.get("RIIM_ACCESS_LOG")  # e.g. "-" for stdout; off by default
 errorlog = "-"
 
