@@ -100,12 +100,11 @@ class Analyzer:
             return unavailable("analysis.not_calibrated", model=self.model.name)
         threshold = self.model.card["anomaly"]["regions"]["threshold"]
         score = float(grid_map.max())
-        unit = np.clip(anomaly.upsample(grid_map, pixels.shape[0]) / (2 * threshold), 0, 1)  # threshold = middle
+        unit = np.clip(grid_map / (2 * threshold), 0, 1)  # the threshold is the middle of the colour scale
         unusual = score > threshold
         return {"score": round(score, 4), "threshold": round(threshold, 4), "method": "padim",
                 "anomalous": unusual, "reason": translate(f"analysis.regions_{'yes' if unusual else 'no'}"),
-                "heatmap": heatmap_png.data_url(heatmap_png.colorize(unit)),
-                "overlay": heatmap_png.data_url(heatmap_png.overlay(pixels, unit))}
+                **heatmap_png.heatmap_and_overlay(unit, pixels, anomaly.upsample)}
 
     def feature_maps(self, image: Image.Image, count: int) -> list[dict]:
         layers = self.model.card.get("network", {}).get("feature_layers")

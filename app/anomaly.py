@@ -20,7 +20,7 @@ OOD_SCORES = ("mahalanobis", "energy", "max_softmax")
 def mahalanobis(vectors: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
     """Squared distance of each row of ``vectors`` (N, D) to the nearest of ``means`` (K, D)."""
     diff = vectors[:, None, :].astype(np.float32) - means[None].astype(np.float32)  # (N, K, D)
-    return np.einsum("nkd,de,nke->nk", diff, precision.astype(np.float32), diff, optimize=True).min(axis=1)
+    return ((diff @ precision.astype(np.float32)) * diff).sum(axis=2).min(axis=1)
 
 
 def head_logits(embeddings: np.ndarray, head: dict, columns: np.ndarray | None = None) -> np.ndarray:
@@ -79,7 +79,7 @@ def patch_vectors(feature_maps: list[np.ndarray], grid: int) -> np.ndarray:
 def patch_distances(vectors: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
     """Mahalanobis distance of each patch (N, P, D) to its position's mean (P, D) → (N, P)."""
     diff = vectors - means[None]
-    return np.sqrt(np.maximum(np.einsum("npd,de,npe->np", diff, precision, diff, optimize=True), 0.0))
+    return np.sqrt(np.maximum(((diff @ precision) * diff).sum(axis=2), 0.0))
 
 
 def smooth(grid_map: np.ndarray) -> np.ndarray:

@@ -43,12 +43,10 @@ def explain(card: dict, head: dict, feature_map: np.ndarray, imagenet: np.ndarra
             pixels: np.ndarray) -> dict:
     """CAM of ``target`` for one image: raw grid, heatmap and overlay PNGs on the ``pixels`` the model saw."""
     columns, weights = target_columns(card, target, imagenet)
-    cam = class_activation_map(feature_map, head["kernel"], columns, weights)
-    unit = heatmap_png.normalise(upsample(heatmap_png.normalise(cam), pixels.shape[0]))
+    unit = heatmap_png.normalise(class_activation_map(feature_map, head["kernel"], columns, weights))
     return {
         "class": target if isinstance(target, str) else {"imagenet_index": target},
         "method": "cam",
-        "grid": np.round(heatmap_png.normalise(cam), 3).tolist(),
-        "heatmap": heatmap_png.data_url(heatmap_png.colorize(unit)),
-        "overlay": heatmap_png.data_url(heatmap_png.overlay(pixels, unit)),
+        "grid": np.round(unit, 3).tolist(),
+        **heatmap_png.heatmap_and_overlay(unit, pixels, upsample),
     }

@@ -1,6 +1,6 @@
 """Tags computed from pixels: dominant named colours, brightness and sharpness (names in the catalogue).
 
-Colours: every pixel of a 64×64 thumbnail gets the name of its hue (or black / grey / white when it has
+Colours: every pixel of a ~64-pixel thumbnail gets the name of its hue (or black / grey / white when it has
 little colour; brown for dark oranges and reds); a name covering at least :data:`MIN_SHARE` of the image
 is a dominant colour. Brightness and sharpness reuse the measures of :mod:`app.quality`.
 """
@@ -17,8 +17,8 @@ HUES = [(15, "red"), (40, "orange"), (70, "yellow"), (160, "green"), (195, "cyan
 
 
 def colour_names(image: Image.Image) -> np.ndarray:
-    """The colour name of every pixel of a 64×64 thumbnail (flattened)."""
-    hsv = np.asarray(image.resize((64, 64), Image.Resampling.BILINEAR).convert("HSV"), dtype=np.float32)
+    """The colour name of every pixel of a ~64-pixel thumbnail (flattened)."""
+    hsv = np.asarray(quality.shrink(image, 64).convert("HSV"), dtype=np.float32)
     hue, saturation, value = hsv[..., 0].ravel() * 360 / 255, hsv[..., 1].ravel() / 255, hsv[..., 2].ravel() / 255
     bounds = np.array([bound for bound, _ in HUES])
     names = np.array([name for _, name in HUES])[np.minimum(np.searchsorted(bounds, hue), len(HUES) - 1)]

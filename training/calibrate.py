@@ -77,7 +77,7 @@ class PatchGaussian(BaseEstimator):
     mean by ``position_shrinkage`` (0 = pure per position, 1 = one mean for all), shared Ledoit–Wolf
     covariance. ``score_samples`` is minus the distance of every patch, shape (N, P)."""
 
-    def __init__(self, position_shrinkage: float = 0.5):
+    def __init__(self, position_shrinkage: float = 0.0):
         self.position_shrinkage = position_shrinkage
 
     def fit(self, X, y=None):
@@ -244,7 +244,7 @@ def region_scores(outputs: Outputs, stats: dict) -> np.ndarray:
 
 
 def calibrate(registry: Registry, name: str, version: str | None = None, data_dir: str | Path | None = None,
-              copies: int = 8, max_per_split: int = 600, position_shrinkage: float = 0.5, seed: int = 0,
+              copies: int = 8, max_per_split: int = 600, position_shrinkage: float = 0.0, seed: int = 0,
               echo=print) -> dict:
     """Fit, evaluate and store the anomaly detectors of ``name:version``; returns the card's ``anomaly``."""
     import onnxruntime as ort
