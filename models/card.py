@@ -38,10 +38,15 @@ def validate(card: dict) -> dict:
     return card
 
 
-def decide(card: dict, probabilities) -> tuple[str, bool]:
-    """Apply the card's unknown policy to one probability vector → (label or "unknown", is_unknown)."""
+def decide(card: dict, probabilities, ood_score: float | None = None) -> tuple[str, bool]:
+    """Apply the card's unknown policy to one probability vector → (label or "unknown", is_unknown).
+
+    With a calibrated ``ood`` rule in the policy, ``ood_score`` (that rule's score for the image) above its
+    threshold also means "unknown"."""
     policy = card["unknown_policy"]
     best = max(range(len(card["labels"])), key=lambda i: probabilities[i])
     if policy["rule"] == "max_probability_below" and probabilities[best] < policy["threshold"]:
+        return "unknown", True
+    if "ood" in policy and ood_score is not None and ood_score > policy["ood"]["threshold"]:
         return "unknown", True
     return card["labels"][best], False
