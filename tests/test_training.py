@@ -143,3 +143,28 @@ def test_verdict_rule_on_measured_shapes():
     result = diagnosis.verdict(rising)
     assert result["verdict"] == "overfitting" and "rose 50%" in result["reason"]
     assert diagnosis.verdict(rising, best_epoch=1)["numbers"]["epoch"] == 2
+
+
+def test_interrupted_stage_resumes_at_its_last_epoch(tmp_path):
+    from training import finetune
+    from training.progress import Progress
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype(int)
+
+    def run(epochs, key="k"):
+        head = finetune.head_model(8, 2, 0.0)
+        return finetune.fit(head, x, y, (x, y), epochs=epochs, learning_rate=1e-2, batch_size=8, patience=50,
+                            class_weight=None, progress=Progress(bars=False), stage="head",
+                            checkpoints=finetune.Checkpoints(tmp_path, key))
+
+    first = run(2)
+    state = json.loads((tmp_path / "state.json").read_text())
+    state["stages"]["head"]["done"] = False  # what a run killed after its second epoch leaves behind
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    resumed = run(4)
+    assert len(resumed["loss"]) == 4 and resumed["loss"][:2] == first["loss"]
+    saved = json.loads((tmp_path / "state.json").read_text())["stages"]["head"]
+    assert saved["epoch"] == 4 and saved["done"] and saved["history"] == resumed
+    assert finetune.Checkpoints(tmp_path, "changed config").state["stages"] == {}  # never resume another run

@@ -88,16 +88,19 @@ def head_model(dim: int, n_labels: int, dropout: float) -> keras.Model:
 
 
 class _Report(keras.callbacks.Callback):
-    """Per epoch: progress file + log line, and an atomic checkpoint when a work dir is used."""
+    """Per epoch: history, progress file + log line, and an atomic checkpoint when a work dir is used."""
 
-    def __init__(self, progress: Progress, epochs: int, checkpoint=None):
+    def __init__(self, progress: Progress, epochs: int, history: dict, checkpoint=None):
         super().__init__()
         self.progress, self.epochs, self.checkpoint = progress, epochs, checkpoint
+        self.history = {key: list(values) for key, values in history.items()}
 
     def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
         self.progress.step(epoch + 1, self.epochs, **(logs or {}))
         if self.checkpoint:
-            self.checkpoint.save(self.model, epoch + 1, self.model.history.history)
+            self.checkpoint.save(self.model, epoch + 1, self.history)
 
 
 class Checkpoints:
@@ -157,17 +160,15 @@ def fit(model, x, y, validation, *, epochs: int, learning_rate: float, batch_siz
     if saved and (saved["done"] or saved["epoch"] >= epochs):
         return history
     monitor = "val_loss" if validation is not None else "loss"
-    callbacks = [_Report(progress, epochs, checkpoints.for_stage(stage) if checkpoints else None)]
+    report = _Report(progress, epochs, history, checkpoints.for_stage(stage) if checkpoints else None)
+    callbacks = [report]
     if early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(monitor, patience=patience, restore_best_weights=True))
-    result = model.fit(x, y, batch_size=batch_size, epochs=epochs, initial_epoch=saved["epoch"] if saved else 0,
-                       validation_data=validation, class_weight=class_weight, shuffle=True, verbose=0,
-                       callbacks=callbacks)
-    for key, values in result.history.items():
-        history[key] = history.get(key, []) + [float(v) for v in values]
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, initial_epoch=saved["epoch"] if saved else 0,
+              validation_data=validation, class_weight=class_weight, shuffle=True, verbose=0, callbacks=callbacks)
     if checkpoints:
-        checkpoints.for_stage(stage).save(model, len(history["loss"]), history, done=True)
-    return history
+        checkpoints.for_stage(stage).save(model, len(report.history["loss"]), report.history, done=True)
+    return report.history
 
 
 def best_epoch(history: dict) -> int:
