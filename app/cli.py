@@ -9,6 +9,8 @@ import click
 
 from app.auth import users_cli
 from app.storage import uploads_cli
+from export.cli import export as export_command
+from export.cli import export_ref, parity_table
 from models.card import CardError
 from models.registry import DEFAULT_ROOT, Registry, RegistryError
 from training import cli as training_cli
@@ -72,7 +74,7 @@ def show(ref, as_json, models_dir):
     for fmt, entry in card["files"].items():
         click.echo(f"    {fmt:<16} {entry['path']:<28} {entry['bytes'] / 2**20:8.2f} MiB  {entry['sha256'][:12]}")
     for check, result in card.get("parity", {}).items():
-        click.echo(f"  parity {check}: {json.dumps(result)}")
+        click.echo(parity_table(result) if check == "report" else f"  parity {check}: {json.dumps(result)}")
 
 
 @models.command("promote")
@@ -120,6 +122,11 @@ def default(force, models_dir):
         _fail(error)
     state = f"built in {time.perf_counter() - started:.1f} s" if built else "already built, reused"
     click.echo(f"{default_model.NAME}:{version} {state} ({registry.path(default_model.NAME, version)})")
+    if "tfjs" not in registry.card(default_model.NAME, version)["files"]:  # the browser needs TF.js
+        started = time.perf_counter()
+        export_ref(f"{default_model.NAME}:{version}", models_dir, None, repeats=10)
+        click.echo(f"{default_model.NAME}:{version} exported (ONNX int8, TFLite, TF.js) in "
+                   f"{time.perf_counter() - started:.1f} s")
 
 
 @main.command()
@@ -133,6 +140,7 @@ def serve(host, port):
 
 
 main.add_command(users_cli)
+main.add_command(export_command)
 main.add_command(uploads_cli)
 for _command in training_cli.COMMANDS:  # train, augment-preview, data import (TensorFlow loaded lazily)
     main.add_command(_command)

@@ -32,6 +32,8 @@ class Config:
     RATE_LIMIT_LOGIN = "10 per minute"
     MAX_IMAGES_PER_REQUEST = 16
     ORT_THREADS = 0  # 0 = let ONNX Runtime decide
+    DEFAULT_PRECISION = "fp32"  # ONNX served: "fp32" or "int8" (needs `riim export`; fp32 until it exists)
+    MODEL_PRECISION = {}  # per model name, e.g. {"animals": "int8"} in instance/config.py
     AUTO_MIGRATE = True  # apply database migrations when the app starts
     JSON_SORT_KEYS = False
 

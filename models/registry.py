@@ -118,12 +118,14 @@ class Registry:
         entry = self.card(name, version)["files"].get(fmt)
         if entry is None:
             raise RegistryError(f"{name}:{directory.name} has no {fmt!r} file")
-        path = directory / entry["path"]
-        if verify and (not path.is_file() or sha256_file(path) != entry["sha256"]):
-            raise CorruptModelError(
-                f"{name}:{directory.name} file {entry['path']} is missing or does not match its sha256; "
-                "rebuild or re-export this version")
-        return path
+        if verify:
+            for item in [entry, *entry.get("parts", [])]:  # a multi-file format (TF.js) lists its parts
+                part = directory / item["path"]
+                if not part.is_file() or sha256_file(part) != item["sha256"]:
+                    raise CorruptModelError(
+                        f"{name}:{directory.name} file {item['path']} is missing or does not match its sha256; "
+                        "rebuild or re-export this version")
+        return directory / entry["path"]
 
     # --- writing -------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -161,6 +163,45 @@ class Registry:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
+    @contextlib.contextmanager
+    def amend(self, name: str, version: str | None = None):
+        """Add files (and card sections) to an existing version; yields a :class:`Draft`.
+
+        Write new files under ``draft.dir`` (a staging folder inside the version) and list them in
+        ``draft.card["files"]`` as format → name (or ``{"path", "parts": [names]}``), like :meth:`publish`.
+        On exit each new top-level file or folder is renamed into the version, then card.json is replaced
+        atomically: a reader sees the old card or the new one, never a card naming a missing file. Files
+        already in the card are never replaced (versions are immutable).
+        """
+        directory = self.path(name, version)
+        staging = Path(tempfile.mkdtemp(dir=directory, prefix=".amend-"))
+        draft = Draft(staging, self.card(name, directory.name))
+        try:
+            yield draft
+            with self._lock(name):
+                card = self.card(name, directory.name)
+                referenced = {entry["path"].split("/")[0] for entry in card["files"].values()}
+                new = {fmt: entry for fmt, entry in draft.card["files"].items() if not isinstance(entry, dict)
+                       or "sha256" not in entry}
+                for fmt, entry in new.items():
+                    top = (entry if isinstance(entry, str) else entry["path"]).split("/")[0]
+                    if fmt in card["files"] or top in referenced:
+                        raise RegistryError(f"{name}:{directory.name} already has {top!r}; versions are immutable")
+                    draft.card["files"][fmt] = self._describe(staging, entry)
+                draft.card = {**draft.card, "files": {**card["files"], **draft.card["files"]}}
+                card_schema.validate(draft.card)
+                for top in {entry["path"].split("/")[0] for fmt, entry in draft.card["files"].items() if fmt in new}:
+                    target = directory / top
+                    if target.is_dir():  # left over by an interrupted amend, never in the card
+                        shutil.rmtree(target)
+                    for path in [staging / top, *(staging / top).rglob("*")]:
+                        os.chmod(path, 0o755 if path.is_dir() else 0o444)
+                    os.replace(staging / top, target)
+                write_json_atomic(directory / "card.json", draft.card)
+                os.chmod(directory / "card.json", 0o444)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
     def promote(self, name: str, version: str) -> None:
         """Make ``version`` the current one (atomic pointer switch, remembered for rollback)."""
         with self._lock(name):
@@ -191,11 +232,18 @@ class Registry:
 
     @staticmethod
     def _describe(directory: Path, entry) -> dict:
-        file_name = entry if isinstance(entry, str) else entry["path"]
-        path = directory / file_name
-        if not path.is_file():
-            raise RegistryError(f"draft lists {file_name!r} but the file was not written")
-        return {"path": file_name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+        """``{"path", "sha256", "bytes"}``; with ``parts`` each part is described too and ``bytes`` is the total."""
+        names = [entry] if isinstance(entry, str) else [entry["path"], *(
+            part if isinstance(part, str) else part["path"] for part in entry.get("parts", []))]
+        described = []
+        for file_name in names:
+            path = directory / file_name
+            if not path.is_file():
+                raise RegistryError(f"draft lists {file_name!r} but the file was not written")
+            described.append({"path": file_name, "sha256": sha256_file(path), "bytes": path.stat().st_size})
+        if len(described) == 1 and (isinstance(entry, str) or "parts" not in entry):
+            return described[0]
+        return {**described[0], "bytes": sum(d["bytes"] for d in described), "parts": described[1:]}
 
     @contextlib.contextmanager
     def _lock(self, name: str):

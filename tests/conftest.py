@@ -57,6 +57,20 @@ def trained_registry(tmp_path_factory, trained_data):
     return registry, "fashion"
 
 
+@pytest.fixture(scope="session")
+def exported_registry(tmp_path_factory, default_registry):
+    """A copy of ``default_registry`` whose "animals" version has every export format and a parity report
+    (`riim export`, ~1.5 min once per session)."""
+    import shutil
+
+    from export.exporter import export_version
+
+    registry = Registry(tmp_path_factory.mktemp("exported") / "store")
+    shutil.copytree(default_registry.root, registry.root)
+    export_version(registry, "animals", repeats=3, log=lambda message: None)
+    return registry
+
+
 @pytest.fixture
 def app(default_registry, tmp_path, monkeypatch):
     monkeypatch.setenv("RIIM_INSTANCE_PATH", str(tmp_path / "instance"))
