@@ -156,3 +156,11 @@ def test_atomic_write_leaves_no_partial_file(app, tmp_path):
             storage.write_atomically(tmp_path / "aa" / "other.png", "not bytes")
     assert sorted(path.name for path in target.parent.iterdir()) == ["file.png"]
     assert target.read_bytes() == b"complete"
+
+
+def test_migrations_create_exactly_the_models_tables(app):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with app.app_context(), db.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), db.metadata) == []
