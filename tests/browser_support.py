@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 from werkzeug.serving import make_server
 
 from export.browser import CHROMIUM, CHROMIUM_FLAGS
-from models.registry import Registry
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 LOOPBACK = {"127.0.0.1"}
@@ -59,16 +58,3 @@ def guard_loopback(context) -> list[str]:
     context.route("**/*", check)
     return outside
 
-
-def ensure_tfjs(registry: Registry, name: str, version: str | None = None) -> dict:
-    """Add the TF.js formats (float16 and uint8) to a version that lacks them; returns the card."""
-    from export import exporter
-
-    card = registry.card(name, version)
-    missing = [fmt for fmt in ("tfjs", "tfjs_uint8") if fmt not in card["files"]]
-    if missing:
-        model = exporter.load_keras(registry.file(name, card["version"], "keras"))
-        with registry.amend(name, card["version"]) as draft:
-            for fmt in missing:
-                draft.card["files"][fmt] = exporter._write(fmt, model, draft.dir, {}, None, None)
-    return registry.card(name, version)

@@ -10,34 +10,30 @@ import json
 import pytest
 
 from app import create_app
-from tests.browser_support import ARTIFACTS, chromium, ensure_tfjs, guard_loopback, live_server
+from tests.browser_support import ARTIFACTS, chromium, guard_loopback, live_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 TIMEOUT_MS = 60_000
 
 
 @pytest.fixture(scope="session")
-def edge_registry(default_registry):
-    """The default model with its TF.js exports (float16 and uint8), as `riim export` writes them."""
-    ensure_tfjs(default_registry, "animals")
-    return default_registry
-
-
-@pytest.fixture(scope="session")
-def web_app(edge_registry, tmp_path_factory):
+def web_app(exported_registry, tmp_path_factory):
+    """The app serving the default model with every export (TF.js float16 + uint8) and its parity report."""
     instance = tmp_path_factory.mktemp("browser-instance")
-    return create_app({"MODELS_DIR": str(edge_registry.root), "RATELIMIT_ENABLED": False,
+    return create_app({"MODELS_DIR": str(exported_registry.root), "RATELIMIT_ENABLED": False,
                        "STORE_UPLOADS": False, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{instance / 'riim.sqlite3'}"})
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def base_url(web_app):
     with live_server(web_app) as url:
         yield url
 
 
-@pytest.fixture(scope="session")
-def browser():
+@pytest.fixture(scope="module")
+def browser(web_app):
+    """One Chromium for this module, started after the export (which drives its own Chromium) and closed at
+    its end: Playwright's sync API allows one running instance per thread."""
     with chromium() as launched:
         yield launched
 
@@ -89,11 +85,28 @@ def test_upload_shows_label_cam_and_timings(context, base_url, photos):
     assert page.get_attribute("#cam-heat", "src").startswith("data:image/png;base64,")
     assert page.get_attribute("#cam-base", "src").startswith("data:image/png;base64,")
     assert page.locator("#explanation").is_visible() and page.locator("#disagreement").is_hidden()
-    assert page.locator("#tags li").count() == 5
+    assert page.locator("#tags li").count() >= 5
     assert page.locator("#timings tbody tr").count() >= 5
     page.fill("#cam-opacity", "25")
     assert page.eval_on_selector("#cam-heat", "img => getComputedStyle(img).opacity") == "0.25"
     screenshot(page, "analyze")
+
+
+def test_browser_cam_matches_the_server_cam(context, base_url, photos):
+    """The CAM computed in the page from the TF.js feature map equals the server's (ONNX Runtime, numpy)."""
+    page = open_analyze(context, base_url)
+    for name in ("skimage/chelsea", "darknet/dog.jpg"):
+        analyze(page, name, photos[name].png_bytes())
+        edge = json.loads(page.get_attribute("#explanation", "data-edge-grid"))
+        server = json.loads(page.get_attribute("#explanation", "data-server-grid"))
+        assert len(edge) == len(server) == 49
+        assert pearson(edge, server) > 0.99, name
+
+
+def pearson(a: list[float], b: list[float]) -> float:
+    mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
+    cov = sum((x - mean_a) * (y - mean_b) for x, y in zip(a, b))
+    return cov / (sum((x - mean_a) ** 2 for x in a) * sum((y - mean_b) ** 2 for y in b)) ** 0.5
 
 
 def test_coffee_is_unknown_in_both(context, base_url, photos):
@@ -162,8 +175,8 @@ def test_network_page_shows_layers_and_feature_maps(context, base_url, photos):
     page.goto(base_url + "/network")
     page.wait_for_selector("#network-graph details", timeout=TIMEOUT_MS)
     parts = page.eval_on_selector_all("#network-graph details", "nodes => nodes.map(n => n.dataset.part)")
-    assert parts[:2] == ["stem", "block0"] and "top" in parts and len(parts) == 19
-    assert "4.6" in page.locator("#network-summary").inner_text().replace(".", "", 1)[:0] + "4.6" or True
+    assert parts[:2] == ["stem", "block0"] and "top" in parts and "head" in parts and len(parts) == 19
+    assert "224×224" in page.locator("#network-summary").inner_text()
     page.set_input_files("#network-image", files=[{"name": "chelsea.png", "mimeType": "image/png",
                                                    "buffer": photos["skimage/chelsea"].png_bytes()}])
     page.wait_for_selector("body[data-state=done]", timeout=TIMEOUT_MS)
@@ -178,7 +191,5 @@ def test_models_page_lists_versions_and_formats(context, base_url):
     page.wait_for_selector("body[data-state=done]", timeout=TIMEOUT_MS)
     assert "v1" in page.locator("#versions").inner_text() and "actual" in page.locator("#versions").inner_text()
     formats = page.locator("#detail-formats").inner_text()
-    assert "tfjs" in formats and "tfjs_uint8" in formats and "onnx" in formats
-    page.click("#versions button[data-version=v1]", force=True) if page.locator("#versions button[data-version=v1]").is_enabled() else None
-    page.click("#rollback", force=True) if page.locator("#rollback").is_enabled() else None
+    assert all(fmt in formats for fmt in ("onnx_int8", "tflite_int8", "tfjs", "tfjs_uint8"))
     screenshot(page, "models")

@@ -82,36 +82,45 @@ function showCam() {
   if (!cam) return;
   $("cam-base").src = cam.base;
   $("cam-heat").src = cam.heat;
+  $("cam-heat").classList.toggle("d-none", !cam.heat);
   $("explanation").classList.remove("d-none");
 }
 
+// One line per anomaly check of the server's answer (issue-6 schema: anomalous, score, threshold, reason).
 function anomalyItems(anomalies) {
-  return Object.entries(anomalies).filter(([, verdict]) => verdict && typeof verdict === "object" && "score" in verdict)
-    .map(([kind, verdict]) => {
-      const flagged = verdict.anomalous ?? verdict.is_anomaly ?? verdict.score > verdict.threshold;
-      return element("li", { className: "mb-1" },
-        element("span", { className: `badge me-2 ${flagged ? "text-bg-danger" : "text-bg-success"}`,
-          text: flagged ? t("anomaly.flagged") : t("anomaly.normal") }),
-        element("strong", { text: t(`anomaly.${kind}`) === `anomaly.${kind}` ? kind : t(`anomaly.${kind}`) }),
-        element("span", { text: ` — ${t("anomaly.score", { score: Number(verdict.score).toFixed(3),
-          threshold: Number(verdict.threshold).toFixed(3) })}${verdict.reason ? ` · ${verdict.reason}` : ""}` }));
-    });
+  return Object.entries(anomalies).map(([kind, verdict]) => {
+    const name = t(`anomaly.${kind}`) === `anomaly.${kind}` ? kind : t(`anomaly.${kind}`);
+    const available = verdict.available !== false;
+    const reasons = (verdict.checks || []).filter((check) => check.flagged).map((check) => check.reason);
+    const score = "score" in verdict ? ` (${t("anomaly.score", { score: Number(verdict.score).toFixed(3),
+      threshold: Number(verdict.threshold).toFixed(3) })})` : "";
+    const badge = !available ? ["text-bg-secondary", t("compare.unavailable")]
+      : verdict.anomalous ? ["text-bg-danger", t("anomaly.flagged")] : ["text-bg-success", t("anomaly.normal")];
+    return element("li", { className: "mb-1", attrs: { "data-kind": kind } },
+      element("span", { className: `badge me-2 ${badge[0]}`, text: badge[1] }), element("strong", { text: name }),
+      element("span", { text: ` — ${[verdict.reason, ...reasons].filter(Boolean).join(" · ")}${score}` }));
+  });
+}
+
+function pixelTags(tags) {
+  if (!tags) return [];
+  return [...(tags.colours || []).map((colour) => colour.name), tags.brightness?.name, tags.sharpness?.name].filter(Boolean);
 }
 
 function showDetails(server, local) {
-  const tags = server?.tags || local?.tags || [];
-  $("tags").replaceChildren(...tags.map((tag) => element("li", {
-    className: "list-inline-item badge text-bg-light border", text: `${tag.label} ${percent(tag.probability)}` })));
-  const anomalies = server?.anomalies || server?.anomaly || {};
+  const tags = [...(server?.tags || local?.tags || []).map((tag) => `${tag.label} ${percent(tag.probability)}`),
+    ...pixelTags(server?.pixel_tags)];
+  $("tags").replaceChildren(...tags.map((text) => element("li", {
+    className: "list-inline-item badge text-bg-light border", text })));
+  const anomalies = server?.anomalies || {};
   const items = anomalyItems(anomalies);
-  (server?.quality || []).forEach((flag) => items.push(element("li", {},
-    element("span", { className: "badge text-bg-warning me-2", text: t("anomaly.quality") }),
-    element("span", { text: typeof flag === "string" ? flag : flag.message || flag.code || JSON.stringify(flag) }))));
   $("anomalies").replaceChildren(...items);
   $("anomalies-block").classList.toggle("d-none", !items.length);
-  const heat = anomalies.heatmap || anomalies.regions?.heatmap;
-  $("anomaly-toggle").classList.toggle("d-none", !heat);
-  if (heat) $("anomaly-heatmap").src = heat;
+  const regions = anomalies.unusual_regions?.overlay || anomalies.unusual_regions?.heatmap;
+  $("anomaly-toggle").classList.toggle("d-none", !regions);
+  $("anomaly-heatmap").classList.add("d-none");
+  $("anomaly-toggle").setAttribute("aria-pressed", "false");
+  if (regions) $("anomaly-heatmap").src = regions;
   $("details").classList.remove("d-none");
 }
 
@@ -161,13 +170,22 @@ async function analyze(blob, filename = "image") {
   $("disagreement").classList.toggle("d-none", !(serverResult && edgeResult && serverResult.label !== edgeResult.label));
 
   cams = {};
+  delete $("explanation").dataset.serverGrid;
+  delete $("explanation").dataset.edgeGrid;
   if (edgeResult?.cam) {
     const size = edge.card.input.size;
     cams.edge = { base: imageDataUrl(toImageData(edgeResult.pixels, size)),
       heat: heatmapUrl(edgeResult.cam.values, edgeResult.cam.height, edgeResult.cam.width, size) };
   }
-  const explanation = serverResult?.explanation || serverResult?.cam;
-  if (explanation?.heatmap) cams.server = { base: explanation.image || cams.edge?.base || $("preview").src, heat: explanation.heatmap };
+  const explanation = serverResult?.explanation;
+  if (explanation?.grid) {
+    const grid = explanation.grid;
+    $("explanation").dataset.serverGrid = JSON.stringify(grid.flat());
+    cams.server = cams.edge
+      ? { base: cams.edge.base, heat: heatmapUrl(grid.flat(), grid.length, grid[0].length, edge.card.input.size) }
+      : { base: explanation.overlay, heat: "" };
+  }
+  if (edgeResult?.cam) $("explanation").dataset.edgeGrid = JSON.stringify(Array.from(edgeResult.cam.values));
   $("cam-source").querySelector('option[value="server"]').disabled = !cams.server;
   $("cam-source").value = cams.edge ? "edge" : "server";
   showCam();

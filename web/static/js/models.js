@@ -36,8 +36,8 @@ function leaves(object, prefix = "", depth = 0) {
 }
 
 /** A table of row objects: one column per key seen. */
-function objectTable(rows, first = []) {
-  const keys = [...new Set([...first, ...rows.flatMap((row) => Object.keys(row).filter((key) => isScalar(row[key])))])];
+function objectTable(rows) {
+  const keys = [...new Set([...rows.flatMap((row) => Object.keys(row).filter((key) => isScalar(row[key])))])];
   return table([keys, ...rows.map((row) => keys.map((key) => (row[key] === undefined ? "—" : number(row[key]))))]);
 }
 
@@ -108,12 +108,22 @@ function confusion(card) {
   return table([head, ...rows], "table table-sm confusion w-auto");
 }
 
+// One row per exported format: size, and where `riim export` measured it, agreement with Keras,
+// |Δp|, accuracy and latency per runtime setting (card.parity.report.formats).
 function formats(card) {
-  const rows = Object.entries(card.files).map(([fmt, entry]) => ({
-    [t("models.format")]: fmt, [t("models.bytes")]: entry.bytes, ...(card.parity?.formats?.[fmt] || {}) }));
-  const parity = Object.entries(card.parity || {}).filter(([key, value]) => key !== "formats" && value && typeof value === "object")
-    .map(([key, value]) => ({ [t("models.check")]: key, ...Object.fromEntries(leaves(value)) }));
-  return element("div", {}, objectTable(rows), parity.length ? objectTable(parity) : "");
+  const report = card.parity?.report?.formats || {};
+  const rows = Object.entries(card.files).filter(([fmt]) => report[fmt] || /onnx|tflite|tfjs|keras/.test(fmt))
+    .map(([fmt, entry]) => {
+      const row = report[fmt] || {};
+      const latency = Object.entries(row.latency_ms || {}).map(([setting, p]) => `${setting}: ${p.p50.toFixed(1)} / ${p.p95.toFixed(1)}`);
+      return [fmt, row.runtime || "—", `${(entry.bytes / 2 ** 20).toFixed(2)} MB`,
+        row.top1_agreement === undefined ? "—" : percent(row.top1_agreement),
+        row.max_abs_dp === undefined ? "—" : number(row.max_abs_dp),
+        row.accuracy == null ? "—" : percent(row.accuracy), latency.join(" · ") || "—"];
+    });
+  const head = [t("models.format"), t("models.runtime"), t("models.size"), t("models.agreement"), t("models.max_dp"),
+    t("models.accuracy"), t("models.latency")];
+  return table([head, ...rows]);
 }
 
 function pruning(card) {

@@ -1,0 +1,124 @@
+"""Benchmark: the browser (TF.js wasm, edge mode) vs the server round trip, in one headless Chromium run.
+
+The real app is served on 127.0.0.1; the Analyze page's own modules (edge.js, preprocess.js) classify the
+real photos in the page, alternating with POST /api/v1/predict from the same page, so both sides share the
+machine's conditions. It reports per image p50/p95 of the full edge pipeline (decode → crop/resize →
+normalise → model → CAM) and of the model call alone, the server round trip, model first load (download +
+IndexedDB save) and cached load, and whether the uint8 TF.js variant changes any answer. Usage::
+
+    .venv/bin/python benchmarks/bench_edge.py [--repeats 3] [--models-dir DIR]
+
+Without ``--models-dir`` it builds and exports (`riim export`) the default model in a temporary registry.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the browser helpers live in tests/
+
+from app import create_app  # noqa: E402
+from models.registry import Registry  # noqa: E402
+from export.exporter import export_version  # noqa: E402
+from tests.browser_support import chromium, guard_loopback, live_server  # noqa: E402
+from training import default_model, real_photos  # noqa: E402
+
+# Runs in the Analyze page: classify every photo `repeats` times in the browser and on the server.
+MEASURE_JS = """async ({photos, repeats, format}) => {
+  const edgeModule = await import('/static/js/edge.js');
+  const blobs = photos.map(p => new Blob([Uint8Array.from(atob(p.png), c => c.charCodeAt(0))], {type: 'image/png'}));
+  const started = performance.now();
+  const edge = await edgeModule.loadEdgeModel(document.getElementById('main').dataset.model, format);
+  const loadMs = performance.now() - started;
+  const rows = [];
+  for (let r = 0; r < repeats; r++) {
+    for (let i = 0; i < blobs.length; i++) {
+      const local = await edgeModule.classify(edge, blobs[i]);
+      const body = new FormData();
+      body.append('image', blobs[i], photos[i].name + '.png');
+      const t0 = performance.now();
+      const response = await fetch('/api/v1/predict?store=0', {method: 'POST', body});
+      const answer = await response.json();
+      const roundTrip = performance.now() - t0;
+      rows.push({name: photos[i].name, edge: local.timings, edgeLabel: local.label,
+                 edgeProbabilities: local.probabilities, roundTrip,
+                 serverLabel: answer.results[0].label, serverProbabilities: answer.results[0].probabilities});
+    }
+  }
+  return {loadMs, source: edge.source, format: edge.format, backend: edge.backend, rows};
+}"""
+
+
+def percentiles(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return f"p50 {statistics.median(ordered):7.1f} ms   p95 {p95:7.1f} ms"
+
+
+def agreement(rows: list[dict]) -> tuple[int, int, float]:
+    """(same label, images, max |Δp|) between the browser and the server over one pass."""
+    same = sum(row["edgeLabel"] == row["serverLabel"] for row in rows)
+    worst = max(abs(row["edgeProbabilities"][k] - row["serverProbabilities"][k])
+                for row in rows for k in row["serverProbabilities"])
+    return same, len(rows), worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="passes over the photos for the timings")
+    parser.add_argument("--models-dir", help="registry holding the default model (else a temporary one)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        registry = Registry(args.models_dir or Path(scratch) / "registry")
+        default_model.ensure(registry)
+        card = registry.card(default_model.NAME)
+        if "tfjs_uint8" not in card["files"]:  # `riim export animals` (all formats + parity report)
+            card = export_version(registry, default_model.NAME, repeats=3)
+        photos = real_photos.cat_dog_photos() + real_photos.ood_photos()
+        payload = [{"name": p.name, "png": base64.b64encode(p.png_bytes()).decode("ascii")} for p in photos]
+        app = create_app({"MODELS_DIR": str(registry.root), "RATELIMIT_ENABLED": False, "STORE_UPLOADS": False,
+                          "SQLALCHEMY_DATABASE_URI": f"sqlite:///{Path(scratch) / 'riim.sqlite3'}"})
+        with live_server(app) as url, chromium() as browser:
+            context = browser.new_context()
+            outside = guard_loopback(context)
+            page = context.new_page()
+            page.goto(url + "/")
+            page.wait_for_selector("#edge-status[data-state=ready]", timeout=120_000)
+            first_load = float(page.get_attribute("#edge-status", "data-load-ms"))
+            first_source = page.get_attribute("#edge-status", "data-source")
+            page.reload()
+            page.wait_for_selector("#edge-status[data-state=ready]", timeout=120_000)
+            cached_load = float(page.get_attribute("#edge-status", "data-load-ms"))
+            cached_source = page.get_attribute("#edge-status", "data-source")
+            fp16 = page.evaluate(MEASURE_JS, {"photos": payload, "repeats": args.repeats, "format": "tfjs"})
+            uint8 = page.evaluate(MEASURE_JS, {"photos": payload, "repeats": 1, "format": "tfjs_uint8"})
+            context.close()
+        if outside:
+            raise SystemExit(f"requests left 127.0.0.1: {outside}")
+
+    size = card["input"]["size"]
+    print(f"default model {card['name']}:{card['version']}, input {size}x{size} (card), backend {fp16['backend']}, "
+          f"{len(photos)} real photos x {args.repeats} passes, Chromium headless")
+    print(f"model load: first visit {first_load:.0f} ms ({first_source}, "
+          f"{card['files']['tfjs']['bytes'] / 2**20:.1f} MB float16), next visit {cached_load:.0f} ms ({cached_source})")
+    rows = fp16["rows"]
+    print(f"edge full pipeline   {percentiles([r['edge']['total_ms'] for r in rows])}   (decode+resize+model+CAM)")
+    print(f"edge model call      {percentiles([r['edge']['inference_ms'] for r in rows])}   (execute + dataSync)")
+    print(f"edge preprocess      {percentiles([r['edge']['preprocess_ms'] for r in rows])}")
+    print(f"server round trip    {percentiles([r['roundTrip'] for r in rows])}   (POST /api/v1/predict, loopback)")
+    for name, run in (("float16", fp16), ("uint8", uint8)):
+        same, total, worst = agreement(run["rows"][:len(photos)])
+        size_mb = card["files"][run["format"]]["bytes"] / 2**20
+        print(f"{name:8s} ({size_mb:.1f} MB): same label as the server on {same}/{total} photos, max |dp| {worst:.4f}")
+    changed = [(a["name"], a["edgeLabel"], b["edgeLabel"]) for a, b in zip(fp16["rows"], uint8["rows"])
+               if a["edgeLabel"] != b["edgeLabel"]]
+    print(f"uint8 vs float16: {len(changed)} label changes {changed}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""The pages and the JSON the pages read: strict-CSP HTML, the service worker's shell list, version cards,
+card-listed files only (sha256-checked, long-cached) and admin promote/rollback on a real two-version registry."""
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+
+import pytest
+
+from app import create_app
+from models.registry import Registry
+
+pytestmark = pytest.mark.slow
+YEAR = 365 * 24 * 3600
+
+
+@pytest.fixture(scope="module")
+def two_versions(default_registry, tmp_path_factory):
+    """A copy of the default registry with a second version (same real files) that is not promoted."""
+    registry = Registry(tmp_path_factory.mktemp("two-versions") / "store")
+    shutil.copytree(default_registry.root, registry.root)
+    source = registry.path("animals", "v1")
+    card = registry.card("animals", "v1")
+    card = {key: value for key, value in card.items() if key not in ("name", "version", "created")}
+    with registry.publish("animals", {**card, "files": {}}, promote=False) as draft:
+        for fmt, entry in card["files"].items():
+            shutil.copy(source / entry["path"], draft.dir / entry["path"])
+            draft.card["files"][fmt] = entry["path"]
+    return registry
+
+
+@pytest.fixture
+def app(two_versions, tmp_path, monkeypatch):
+    registry = Registry(tmp_path / "store")
+    shutil.copytree(two_versions.root, registry.root)
+    monkeypatch.setenv("RIIM_INSTANCE_PATH", str(tmp_path / "instance"))
+    return create_app({"MODELS_DIR": str(registry.root)})
+
+
+@pytest.mark.parametrize("path", ["/", "/network", "/models"])
+def test_pages_are_strict_csp_and_bilingual(client, path):
+    spanish = client.get(path, headers={"Accept-Language": "es"})
+    assert spanish.status_code == 200 and "script-src 'self'" in spanish.headers["Content-Security-Policy"]
+    html = spanish.get_data(as_text=True)
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "inline script"
+    assert not re.search(r"\sstyle=", html) and not re.search(r"\son[a-z]+=", html), "inline style or handler"
+    assert '<meta name="csrf-token" content="' in html and 'lang="es"' in html and "Analizar" in html
+    english = client.get(path + "?lang=en").get_data(as_text=True)
+    assert 'lang="en"' in english and "Analyze" in english and "Analizar" not in english
+
+
+def test_service_worker_is_served_from_root_and_its_shell_exists(client):
+    response = client.get("/sw.js")
+    assert response.status_code == 200 and response.mimetype == "text/javascript"
+    assert response.headers["Cache-Control"] == "no-cache"
+    shell = json.loads(re.search(r"const SHELL = (\[.*?\]);", response.get_data(as_text=True), re.S).group(1)
+                       .replace(",\n]", "\n]"))
+    assert "/" in shell and "/static/js/analyze.js" in shell
+    for url in shell:
+        assert client.get(url).status_code == 200, url
+
+
+def test_model_versions_and_cards(client):
+    body = client.get("/api/v1/models/animals").get_json()
+    assert body["current"] == "v1" and body["history"] == ["v1"]
+    assert [card["version"] for card in body["versions"]] == ["v2", "v1"]
+    card = client.get("/api/v1/models/animals/versions/v2").get_json()
+    assert card["labels"] == ["cat", "dog"] and card["input"]["size"] == 224
+    missing = client.get("/api/v1/models/animals/versions/v9")
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "unknown_version"
+    assert client.get("/api/v1/models/nothing").status_code == 404
+
+
+def test_only_card_listed_files_are_served_and_cached_for_a_year(client, app):
+    registry = Registry(app.config["MODELS_DIR"])
+    labels = client.get("/api/v1/models/animals/versions/v1/files/imagenet_labels.json")
+    assert labels.status_code == 200 and labels.cache_control.max_age == YEAR
+    assert labels.data == (registry.path("animals", "v1") / "imagenet_labels.json").read_bytes()
+    for path in ("card.json", "../current.json", "..%2Fcurrent.json", "nothing.bin"):
+        response = client.get(f"/api/v1/models/animals/versions/v1/files/{path}")
+        assert response.status_code == 404, path
+        assert response.get_json()["error"]["code"] in ("unknown_file", "not_found")
+
+
+def test_a_corrupted_file_is_refused(client, app):
+    path = Registry(app.config["MODELS_DIR"]).path("animals", "v2") / "imagenet_labels.json"
+    path.chmod(0o644)
+    path.write_text(path.read_text().replace("tabby", "tabbY"))
+    response = client.get("/api/v1/models/animals/versions/v2/files/imagenet_labels.json")
+    assert response.status_code == 503 and response.get_json()["error"]["code"] == "model_unavailable"
+
+
+def test_promote_and_rollback_need_an_admin(client):
+    token = client.get("/api/v1/auth/me").get_json()["csrf_token"]
+    response = client.post("/api/v1/models/animals/promote", json={"version": "v2"}, headers={"X-CSRFToken": token})
+    assert response.status_code == 401 and response.get_json()["error"]["code"] == "login_required"
+    assert client.post("/api/v1/models/animals/rollback", headers={"X-CSRFToken": token}).status_code == 401
+    assert client.post("/api/v1/models/animals/promote", json={"version": "v2"}).status_code == 400  # no CSRF
+
+
+def test_promote_switches_serving_and_rollback_returns(admin_client, photos):
+    def served_version():
+        image = {"image": [(io.BytesIO(photos["skimage/chelsea"].png_bytes()), "chelsea.png")]}
+        return admin_client.post("/api/v1/predict?store=0", data=image).get_json()["model"]["version"]
+
+    assert served_version() == "v1"
+    promoted = admin_client.post("/api/v1/models/animals/promote", json={"version": "v2"})
+    assert promoted.status_code == 200 and promoted.get_json()["version"] == "v2"
+    assert served_version() == "v2"
+    rolled = admin_client.post("/api/v1/models/animals/rollback")
+    assert rolled.get_json() == {"name": "animals", "version": "v1", "history": ["v1"]}
+    assert served_version() == "v1"
+    again = admin_client.post("/api/v1/models/animals/rollback")
+    assert again.status_code == 409 and again.get_json()["error"]["code"] == "no_rollback"
+    assert admin_client.post("/api/v1/models/animals/promote", json={}).status_code == 400
+    assert admin_client.post("/api/v1/models/animals/promote", json={"version": "v7"}).status_code == 404
