@@ -139,7 +139,7 @@ def predict():
     db.session.commit()
     timings = {"decode_ms": (decoded - started) * 1e3, **timings,
                "total_ms": (time.perf_counter() - started) * 1e3}
-    return jsonify(model={"name": model.name, "version": model.version}, results=results,
+    return jsonify(model={"name": model.name, "version": model.version, "format": model.fmt}, results=results,
                    timings={key: round(value, 2) for key, value in timings.items()})
 
 

@@ -21,6 +21,8 @@ from models import card as cards
 from models.preprocess import preprocess_batch
 from models.registry import DEFAULT_ROOT, Registry
 
+PRECISIONS = {"fp32": "onnx", "int8": "onnx_int8"}  # config value → the card's files key
+
 
 @dataclass
 class LoadedModel:
@@ -29,19 +31,23 @@ class LoadedModel:
     card: dict
     session: ort.InferenceSession
     tag_labels: list[str] | None
+    fmt: str = "onnx"  # the card's files key that was loaded: "onnx" (fp32) or "onnx_int8"
 
     @classmethod
-    def load(cls, registry: Registry, name: str, version: str, threads: int = 0) -> "LoadedModel":
+    def load(cls, registry: Registry, name: str, version: str, threads: int = 0,
+             precision: str = "fp32") -> "LoadedModel":
+        """Load a version; ``precision`` "int8" serves ``onnx_int8`` when `riim export` wrote it, else fp32."""
         card = registry.card(name, version)
+        fmt = PRECISIONS[precision] if PRECISIONS[precision] in card["files"] else "onnx"
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(registry.file(name, version, "onnx")), options,
+        session = ort.InferenceSession(str(registry.file(name, version, fmt)), options,
                                        providers=["CPUExecutionProvider"])
         tags = card.get("tags")
         tag_labels = None
         if tags:
             tag_labels = json.loads((registry.path(name, version) / tags["labels_file"]).read_text())
-        return cls(name, version, card, session, tag_labels)
+        return cls(name, version, card, session, tag_labels, fmt=fmt)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Raw ONNX outputs by name for a preprocessed NHWC batch."""
@@ -79,9 +85,14 @@ class LoadedModel:
 class ModelStore:
     """The models this process serves, keyed by name, always at the registry's current version."""
 
-    def __init__(self, registry: Registry, threads: int = 0):
+    def __init__(self, registry: Registry, threads: int = 0, precision: dict[str, str] | None = None,
+                 default_precision: str = "fp32"):
         self.registry = registry
         self.threads = threads
+        self.precision, self.default_precision = precision or {}, default_precision
+        for value in [default_precision, *self.precision.values()]:
+            if value not in PRECISIONS:
+                raise ValueError(f"model precision {value!r}: choose one of {', '.join(PRECISIONS)}")
         self._loaded: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
 
@@ -93,14 +104,17 @@ class ModelStore:
         with self._lock:
             loaded = self._loaded.get(name)
             if loaded is None or loaded.version != version:
-                loaded = LoadedModel.load(self.registry, name, version, self.threads)
+                loaded = LoadedModel.load(self.registry, name, version, self.threads,
+                                          self.precision.get(name, self.default_precision))
                 self._loaded[name] = loaded
             return loaded
 
 
 def init_app(app: Flask) -> None:
     registry = Registry(app.config["MODELS_DIR"] or DEFAULT_ROOT)
-    app.extensions["riim.models"] = ModelStore(registry, threads=app.config["ORT_THREADS"])
+    app.extensions["riim.models"] = ModelStore(registry, threads=app.config["ORT_THREADS"],
+                                               precision=app.config["MODEL_PRECISION"],
+                                               default_precision=app.config["DEFAULT_PRECISION"])
 
 
 def store() -> ModelStore:
