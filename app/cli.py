@@ -10,6 +10,7 @@ import click
 from app.auth import users_cli
 from app.storage import uploads_cli
 from export.cli import export as export_command
+from export.cli import ERRORS as EXPORT_ERRORS
 from export.cli import export_ref, parity_table
 from models.card import CardError
 from models.registry import DEFAULT_ROOT, Registry, RegistryError
@@ -124,7 +125,10 @@ def default(force, models_dir):
     click.echo(f"{default_model.NAME}:{version} {state} ({registry.path(default_model.NAME, version)})")
     if "tfjs" not in registry.card(default_model.NAME, version)["files"]:  # the browser needs TF.js
         started = time.perf_counter()
-        export_ref(f"{default_model.NAME}:{version}", models_dir, None, repeats=10)
+        try:
+            export_ref(f"{default_model.NAME}:{version}", models_dir, None, repeats=10)
+        except EXPORT_ERRORS as error:
+            _fail(error)
         click.echo(f"{default_model.NAME}:{version} exported (ONNX int8, TFLite, TF.js) in "
                    f"{time.perf_counter() - started:.1f} s")
 

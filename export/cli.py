@@ -5,8 +5,10 @@ import time
 
 import click
 
+from export.browser import BrowserError
 from models.registry import DEFAULT_ROOT, Registry, RegistryError
 
+ERRORS = (RegistryError, ValueError, BrowserError)  # what `riim export` reports as a message, not a traceback
 COLUMNS = ("format", "MiB", "top-1", "answer", "inet top-1", "max|Δp|", "mean|Δp|", "accuracy", "latency p50/p95 ms")
 
 
@@ -28,7 +30,7 @@ def parity_table(report: dict) -> str:
 
 
 def export_ref(ref: str, models_dir: str, data_dir: str | None, repeats: int) -> dict:
-    """Export NAME[:VERSION]; returns the new card (``RegistryError``/``ValueError`` on bad input)."""
+    """Export NAME[:VERSION]; returns the new card (raises one of :data:`ERRORS` on bad input)."""
     from export.exporter import export_version  # TensorFlow only when something is exported
 
     name, _, version = ref.partition(":")
@@ -51,7 +53,7 @@ def export(ref, data_dir, repeats, models_dir):
     started = time.perf_counter()
     try:
         card = export_ref(ref, models_dir, data_dir, repeats)
-    except (RegistryError, ValueError) as error:
+    except ERRORS as error:
         raise click.ClickException(str(error)) from None
     click.echo(parity_table(card["parity"]["report"]))
     click.echo(f"{card['name']}:{card['version']} exported in {time.perf_counter() - started:.0f} s")
