@@ -125,3 +125,15 @@ def test_test_split_of_a_trained_model_joins_the_evaluation(trained_registry, tr
     next((other / card["labels"][0]).iterdir()).unlink()
     with pytest.raises(ValueError, match="not the image folder"):
         heldout.evaluation_set(card, other)
+
+
+def test_models_show_prints_the_parity_table(exported_registry):
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    result = CliRunner().invoke(main, ["models", "show", "animals", "--models-dir", str(exported_registry.root)])
+    assert result.exit_code == 0, result.output
+    table = result.output[result.output.index("parity vs keras"):].splitlines()
+    assert table[1].split()[:4] == ["format", "MiB", "top-1", "answer"]
+    assert [line.split()[0] for line in table[2:10]] == ["keras", *[f for f in FORMATS if f != "tflite_qat"]]
