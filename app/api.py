@@ -5,10 +5,11 @@ import hashlib
 import sys
 import time
 from importlib import metadata
+from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request, send_file
 
-from app import device, storage
+from app import analysis, device, network, storage
 from app.auth import admin_required
 from app.db import Prediction, db
 from app.errors import ApiError
@@ -19,6 +20,7 @@ from models.registry import CorruptModelError, RegistryError, sha256_file
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 PACKAGES = ("flask", "onnxruntime", "numpy", "pillow", "sqlalchemy")
+OPENAPI = Path(__file__).with_name("openapi.json")
 
 
 @bp.get("/health")
@@ -117,16 +119,15 @@ def predict():
     started = time.perf_counter()
     name = request.args.get("model", current_app.config["DEFAULT_MODEL"])
     keep = flag("store", current_app.config["STORE_UPLOADS"])
+    explain_it, anomalies = flag("explain", False), flag("anomaly", False)
     uploads = uploaded_images()
     images = [decode(filename, data) for filename, data in uploads]
     decoded = time.perf_counter()
-    try:
-        model = store().get(name)
-    except CorruptModelError as error:
-        raise ApiError(503, "model_unavailable", model=name, reason=str(error)) from None
-    except RegistryError:
-        raise ApiError(404, "unknown_model", model=name) from None
-    results, timings = model.predict(images)
+    model = loaded_model(name)
+    if explain_it or anomalies:
+        results, timings = analysis.analyzer(model).analyze(images, explain_it, anomalies, target_class(model))
+    else:
+        results, timings = model.predict(images)
     for (filename, data), image, result in zip(uploads, images, results):
         result["filename"] = filename
         sha256 = hashlib.sha256(data).hexdigest()
@@ -141,6 +142,71 @@ def predict():
                "total_ms": (time.perf_counter() - started) * 1e3}
     return jsonify(model={"name": model.name, "version": model.version, "format": model.fmt}, results=results,
                    timings={key: round(value, 2) for key, value in timings.items()})
+
+
+def target_class(model) -> str | int | None:
+    """``class=``: a label of the model, or an ImageNet class index when its labels are ImageNet sums."""
+    raw = request.args.get("class")
+    if raw is None:
+        return None
+    if raw in model.card["labels"]:
+        return raw
+    head = model.arrays.get("head")
+    if model.card.get("label_mapping") and head is not None and raw.isdigit() and int(raw) < head["kernel"].shape[1]:
+        return int(raw)
+    raise ApiError(400, "unknown_class", value=raw[:80], labels=", ".join(model.card["labels"]))
+
+
+def loaded_model(name: str):
+    """The served version of ``name`` or the documented 404/503."""
+    try:
+        return store().get(name)
+    except CorruptModelError as error:
+        raise ApiError(503, "model_unavailable", model=name, reason=str(error)) from None
+    except RegistryError:
+        raise ApiError(404, "unknown_model", model=name) from None
+
+
+def require_calibration(model, key: str) -> None:
+    """409 when the version lacks a file that `riim calibrate` writes."""
+    if key not in model.card["files"]:
+        raise ApiError(409, "not_calibrated", model=model.name)
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3.1 description of this API (``app/openapi.json``)."""
+    return send_file(OPENAPI, mimetype="application/json")
+
+
+@bp.get("/models/<name>/network")
+def network_description(name: str):
+    """Blocks, op types, shapes, parameters and receptive fields of the served version's ONNX graph."""
+    model = loaded_model(name)
+    require_calibration(model, "network")
+    return jsonify(model={"name": model.name, "version": model.version},
+                   network=network.description(store().registry, model.name, model.version))
+
+
+@bp.post("/models/<name>/feature-maps")
+@csrf.exempt
+@limiter.limit(lambda: current_app.config["RATE_LIMIT_PREDICT"])
+def feature_maps(name: str):
+    """PNG tiles of the most active channels of a few layers for one uploaded image (``count`` per layer)."""
+    try:
+        count = int(request.args.get("count", 8))
+    except ValueError:
+        raise ApiError(400, "bad_param", name="count", value=request.args["count"][:80]) from None
+    if not 1 <= count <= 32:
+        raise ApiError(400, "bad_param", name="count", value=str(count))
+    uploads = uploaded_images()
+    if len(uploads) != 1:
+        raise ApiError(400, "too_many_images", limit=1)
+    image = decode(*uploads[0])
+    model = loaded_model(name)
+    require_calibration(model, "features")
+    return jsonify(model={"name": model.name, "version": model.version},
+                   layers=analysis.analyzer(model).feature_maps(image, count))
 
 
 # --- model versions for the web pages (read-only JSON, immutable files) and admin promote/rollback ------

@@ -134,6 +134,26 @@ def default(force, models_dir):
 
 
 @main.command()
+@click.argument("ref")
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False),
+              help="Folder the version was trained on (fine-tuned models; the default model uses real photos).")
+@click.option("--copies", default=8, show_default=True, help="Augmented copies per photo (default model).")
+@registry_option
+def calibrate(ref, data_dir, copies, models_dir):
+    """Fit the out-of-distribution and unusual-region detectors of NAME[:VERSION] and store them in it."""
+    from training import calibrate as calibration  # scikit-learn and onnx: the train extra
+
+    name, _, version = ref.partition(":")
+    try:
+        anomaly = calibration.calibrate(Registry(models_dir), name, version or None, data_dir, copies=copies,
+                                        echo=click.echo)
+    except (RegistryError, CardError, calibration.CalibrationError) as error:
+        _fail(error)
+    click.echo(f"{name}: unknown when {anomaly['ood']['score']} > {anomaly['ood']['threshold']:.4g}; "
+               f"OOD AUROC {anomaly['ood']['auroc']}")
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
 def serve(host, port):

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnxruntime as ort
 from flask import Flask, current_app
 from PIL import Image
 
+from app import anomaly
 from models import card as cards
 from models.preprocess import preprocess_batch
 from models.registry import DEFAULT_ROOT, Registry
@@ -31,12 +32,15 @@ class LoadedModel:
     card: dict
     session: ort.InferenceSession
     tag_labels: list[str] | None
+    arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # npz files by key: head, ood
+    stamp: int = 0  # card.json's mtime: calibration rewrites the card, which reloads the model
     fmt: str = "onnx"  # the card's files key that was loaded: "onnx" (fp32) or "onnx_int8"
 
     @classmethod
     def load(cls, registry: Registry, name: str, version: str, threads: int = 0,
              precision: str = "fp32") -> "LoadedModel":
         """Load a version; ``precision`` "int8" serves ``onnx_int8`` when `riim export` wrote it, else fp32."""
+        stamp = card_stamp(registry, name, version)
         card = registry.card(name, version)
         fmt = PRECISIONS[precision] if PRECISIONS[precision] in card["files"] else "onnx"
         options = ort.SessionOptions()
@@ -47,7 +51,9 @@ class LoadedModel:
         tag_labels = None
         if tags:
             tag_labels = json.loads((registry.path(name, version) / tags["labels_file"]).read_text())
-        return cls(name, version, card, session, tag_labels, fmt=fmt)
+        arrays = {key: dict(np.load(registry.file(name, version, key)))
+                  for key in ("head", "ood") if key in card["files"]}
+        return cls(name, version, card, session, tag_labels, arrays, stamp, fmt)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Raw ONNX outputs by name for a preprocessed NHWC batch."""
@@ -61,10 +67,25 @@ class LoadedModel:
         preprocessed = time.perf_counter()
         outputs = self.run(batch)
         done = time.perf_counter()
+        timings = {"preprocess_ms": (preprocessed - started) * 1e3, "inference_ms": (done - preprocessed) * 1e3}
+        return self.results(outputs), timings
+
+    def ood_scores(self, outputs: dict[str, np.ndarray]) -> np.ndarray | None:
+        """The card's calibrated out-of-distribution score of each image (None if not calibrated)."""
+        rule = self.card["unknown_policy"].get("ood")
+        if rule is None:
+            return None
+        names = self.card["outputs"]
+        return anomaly.ood_scores(rule["score"], self.card, outputs[names["embedding"]],
+                                  outputs[names["probabilities"]], self.arrays.get("head"), self.arrays.get("ood"))
+
+    def results(self, outputs: dict[str, np.ndarray]) -> list[dict]:
+        """Label, probabilities, unknown flag and tags for each image of a batch, from its ONNX outputs."""
         probabilities = outputs[self.card["outputs"]["probabilities"]]
+        ood = self.ood_scores(outputs)
         results = []
         for index, row in enumerate(probabilities):
-            label, unknown = cards.decide(self.card, row)
+            label, unknown = cards.decide(self.card, row, None if ood is None else float(ood[index]))
             result = {
                 "label": label,
                 "unknown": unknown,
@@ -74,12 +95,15 @@ class LoadedModel:
             if self.tag_labels is not None:
                 result["tags"] = self.top_tags(outputs[self.card["tags"]["output"]][index])
             results.append(result)
-        timings = {"preprocess_ms": (preprocessed - started) * 1e3, "inference_ms": (done - preprocessed) * 1e3}
-        return results, timings
+        return results
 
     def top_tags(self, scores: np.ndarray) -> list[dict]:
         top = np.argsort(scores)[::-1][: self.card["tags"]["top_k"]]
         return [{"label": self.tag_labels[i], "index": int(i), "probability": float(scores[i])} for i in top]
+
+
+def card_stamp(registry: Registry, name: str, version: str) -> int:
+    return (registry.path(name, version) / "card.json").stat().st_mtime_ns
 
 
 class ModelStore:
@@ -98,12 +122,13 @@ class ModelStore:
 
     def get(self, name: str) -> LoadedModel:
         version = self.registry.resolve(name)
+        stamp = card_stamp(self.registry, name, version)
         loaded = self._loaded.get(name)
-        if loaded is not None and loaded.version == version:
+        if loaded is not None and (loaded.version, loaded.stamp) == (version, stamp):
             return loaded
         with self._lock:
             loaded = self._loaded.get(name)
-            if loaded is None or loaded.version != version:
+            if loaded is None or (loaded.version, loaded.stamp) != (version, stamp):
                 loaded = LoadedModel.load(self.registry, name, version, self.threads,
                                           self.precision.get(name, self.default_precision))
                 self._loaded[name] = loaded
