@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from app import api, auth, db, errors, i18n, inference, pages, security, storage
+from app import api, auth, db, errors, i18n, inference, jobs, labelling, pages, security, storage
 from app.config import CONFIGS, env_overrides
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -42,6 +42,8 @@ def create_app(config: str | dict | None = None) -> Flask:
     auth.init_app(app)
     storage.init_app(app)
     inference.init_app(app)
+    labelling.init_app(app)
+    jobs.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     return app
