@@ -13,6 +13,7 @@ from export.browser import CHROMIUM, CHROMIUM_FLAGS
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 LOOPBACK = {"127.0.0.1"}
+FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]  # Chromium's test pattern
 
 
 @contextlib.contextmanager
@@ -30,13 +31,13 @@ def live_server(app):
 
 @contextlib.contextmanager
 def chromium():
-    """A headless Debian chromium (``playwright install`` is not needed)."""
+    """A headless Debian chromium (``playwright install`` is not needed) with a fake webcam."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).is_file():
         raise RuntimeError(f"{CHROMIUM} not found: apt-get install chromium (done by `make setup`)")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS + FAKE_CAMERA)
         try:
             yield browser
         finally:

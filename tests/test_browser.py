@@ -5,11 +5,16 @@ would leave the loopback interface. Screenshots of each page go to test-artifact
 """
 from __future__ import annotations
 
+import base64
 import json
+import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app import create_app
+from models.preprocess import load_image, to_model_pixels
 from tests.browser_support import ARTIFACTS, chromium, guard_loopback, live_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -72,6 +77,14 @@ def analyze(page, name: str, data: bytes):
     return panels
 
 
+def wait_until(page, predicate: str, timeout_s: float = TIMEOUT_MS / 1000):
+    """Poll a JS predicate (page.wait_for_function would need an eval, which the page's CSP forbids)."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(predicate):
+        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
+        time.sleep(0.1)
+
+
 def screenshot(page, name: str):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -87,9 +100,29 @@ def test_upload_shows_label_cam_and_timings(context, base_url, photos):
     assert page.locator("#explanation").is_visible() and page.locator("#disagreement").is_hidden()
     assert page.locator("#tags li").count() >= 5
     assert page.locator("#timings tbody tr").count() >= 5
+    screenshot(page, "analyze")
     page.fill("#cam-opacity", "25")
     assert page.eval_on_selector("#cam-heat", "img => getComputedStyle(img).opacity") == "0.25"
-    screenshot(page, "analyze")
+
+
+# Runs in the page: decode image bytes and crop/resize them as the card says, with the page's own module.
+MODEL_PIXELS_JS = """async ({bytes, type, input}) => {
+  const { decodePixels, modelPixels } = await import('/static/js/preprocess.js');
+  const blob = new Blob([Uint8Array.from(atob(bytes), c => c.charCodeAt(0))], {type});
+  return Array.from(modelPixels(await decodePixels(blob), input));
+}"""
+
+
+def test_browser_preprocessing_gives_pillows_pixels(context, base_url, photos, exported_registry):
+    """preprocess.js reproduces models/preprocess.py bit for bit on a PNG, within JPEG decoder noise on a JPEG."""
+    spec = exported_registry.card("animals")["input"]
+    page = context.new_page()
+    page.goto(base_url + "/")
+    for data, kind, tolerance in ((photos["skimage/chelsea"].png_bytes(), "image/png", 0),
+                                  (Path("/usr/share/darknet/data/dog.jpg").read_bytes(), "image/jpeg", 8)):
+        got = page.evaluate(MODEL_PIXELS_JS, {"bytes": base64.b64encode(data).decode(), "type": kind, "input": spec})
+        want = to_model_pixels(load_image(data), spec).reshape(-1).astype(int)
+        assert int(np.abs(np.asarray(got) - want).max()) <= tolerance, kind
 
 
 def test_browser_cam_matches_the_server_cam(context, base_url, photos):
@@ -107,6 +140,56 @@ def pearson(a: list[float], b: list[float]) -> float:
     mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
     cov = sum((x - mean_a) * (y - mean_b) for x, y in zip(a, b))
     return cov / (sum((x - mean_a) ** 2 for x in a) * sum((y - mean_b) ** 2 for y in b)) ** 0.5
+
+
+# Runs in the page: hand an image to the drop zone (drag and drop) or to the document (paste).
+DELIVER_JS = """async ({bytes, how}) => {
+  const file = new File([Uint8Array.from(atob(bytes), c => c.charCodeAt(0))], 'photo.png', {type: 'image/png'});
+  const transfer = new DataTransfer();
+  transfer.items.add(file);
+  document.body.dataset.state = '';
+  if (how === 'drop') {
+    document.getElementById('drop-zone').dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
+  } else {
+    document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: transfer, bubbles: true}));
+  }
+}"""
+
+
+def test_drop_and_paste_analyze_the_image(context, base_url, photos):
+    page = open_analyze(context, base_url)
+    for how, name, label in (("drop", "darknet/dog.jpg", "dog"), ("paste", "skimage/chelsea", "cat")):
+        page.evaluate(DELIVER_JS, {"bytes": base64.b64encode(photos[name].png_bytes()).decode(), "how": how})
+        page.wait_for_selector("body[data-state=done]", timeout=TIMEOUT_MS)
+        assert page.get_attribute("#server-result", "data-label") == label, how
+        assert page.get_attribute("#edge-result", "data-label") == label, how
+
+
+def test_webcam_capture_is_analyzed(context, base_url):
+    context.grant_permissions(["camera"])
+    page = open_analyze(context, base_url)
+    page.click("#camera-start")
+    wait_until(page, "() => document.getElementById('camera').videoWidth > 0")
+    page.evaluate("document.body.dataset.state = ''")
+    page.click("#camera-capture")
+    page.wait_for_selector("body[data-state=done]", timeout=TIMEOUT_MS)
+    server, edge = (page.get_attribute(f"#{side}-result", "data-label") for side in ("server", "edge"))
+    assert server in ("cat", "dog", "unknown") and edge == server
+
+
+def test_phone_width_has_no_horizontal_scroll(browser, base_url):
+    context = browser.new_context(locale="es-ES", viewport={"width": 375, "height": 740}, is_mobile=True)
+    outside = guard_loopback(context)
+    try:
+        page = context.new_page()
+        for path in ("/", "/network", "/models"):
+            page.goto(base_url + path)
+            page.wait_for_load_state("networkidle")
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
+        screenshot(page, "models-phone")
+    finally:
+        context.close()
+    assert outside == []
 
 
 def test_coffee_is_unknown_in_both(context, base_url, photos):
@@ -138,8 +221,7 @@ def test_offline_after_first_visit(browser, web_app, photos):
     try:
         with live_server(web_app) as url:
             page = open_analyze(context, url)
-            page.evaluate("navigator.serviceWorker.ready")
-            page.wait_for_function("navigator.serviceWorker.controller !== null || location.reload()", timeout=TIMEOUT_MS)
+            page.evaluate("async () => { await navigator.serviceWorker.ready; }")
             page.reload()
             page.wait_for_selector("#edge-status[data-state=ready]", timeout=TIMEOUT_MS)
             assert page.evaluate("navigator.serviceWorker.controller !== null")

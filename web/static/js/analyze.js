@@ -94,7 +94,7 @@ function anomalyItems(anomalies) {
     const reasons = (verdict.checks || []).filter((check) => check.flagged).map((check) => check.reason);
     const score = "score" in verdict ? ` (${t("anomaly.score", { score: Number(verdict.score).toFixed(3),
       threshold: Number(verdict.threshold).toFixed(3) })})` : "";
-    const badge = !available ? ["text-bg-secondary", t("compare.unavailable")]
+    const badge = !available ? ["text-bg-secondary", t("anomaly.unavailable")]
       : verdict.anomalous ? ["text-bg-danger", t("anomaly.flagged")] : ["text-bg-success", t("anomaly.normal")];
     return element("li", { className: "mb-1", attrs: { "data-kind": kind } },
       element("span", { className: `badge me-2 ${badge[0]}`, text: badge[1] }), element("strong", { text: name }),
@@ -104,7 +104,8 @@ function anomalyItems(anomalies) {
 
 function pixelTags(tags) {
   if (!tags) return [];
-  return [...(tags.colours || []).map((colour) => colour.name), tags.brightness?.name, tags.sharpness?.name].filter(Boolean);
+  return [...(tags.colours || []).map((colour) => colour.name),
+    ...["brightness", "sharpness"].filter((key) => tags[key]?.name).map((key) => `${t(`analyze.${key}`)}: ${tags[key].name}`)];
 }
 
 function showDetails(server, local) {
@@ -150,12 +151,18 @@ async function askEdge(blob) {
   return classify(edge, blob);
 }
 
+const settle = (promise) => promise.then((value) => ({ status: "fulfilled", value }),
+  (reason) => ({ status: "rejected", reason }));
+
 async function analyze(blob, filename = "image") {
   document.body.dataset.state = "working";
   showError("");
   $("preview").src = URL.createObjectURL(blob);
   $("preview").classList.remove("d-none");
-  const [server, local] = await Promise.allSettled([askServer(blob, filename), askEdge(blob)]);
+  // One after the other when the browser model is ready, so neither timing includes the other's work.
+  const [server, local] = edge
+    ? [await settle(askEdge(blob)), await settle(askServer(blob, filename))].reverse()
+    : await Promise.allSettled([askServer(blob, filename), askEdge(blob)]);
   const serverResult = server.status === "fulfilled" ? server.value.answer.results[0] : null;
   const edgeResult = local.status === "fulfilled" ? local.value : null;
   if (serverResult) {

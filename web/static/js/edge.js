@@ -89,7 +89,9 @@ export async function loadEdgeModel(name, format = DEFAULT_FORMAT, onProgress = 
   const loadMs = performance.now() - started;
   const edge = { name, version, card, tags, format: fmt, model, source, loadMs, backend, online,
     head: camHead(model, card) };
-  const warm = performance.now();
+  const warm = performance.now();  // compile the wasm kernels and JIT the resampling loops once
+  const side = card.input.size * 2;
+  modelPixels({ width: side, height: side, data: new Uint8ClampedArray(side * side * 4) }, card.input);
   tf.tidy(() => model.predict(tf.zeros([1, card.input.size, card.input.size, 3])));
   edge.warmupMs = performance.now() - warm;
   return edge;
