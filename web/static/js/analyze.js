@@ -92,13 +92,14 @@ function anomalyItems(anomalies) {
     const name = t(`anomaly.${kind}`) === `anomaly.${kind}` ? kind : t(`anomaly.${kind}`);
     const available = verdict.available !== false;
     const reasons = (verdict.checks || []).filter((check) => check.flagged).map((check) => check.reason);
-    const score = "score" in verdict ? ` (${t("anomaly.score", { score: Number(verdict.score).toFixed(3),
-      threshold: Number(verdict.threshold).toFixed(3) })})` : "";
+    const score = "score" in verdict ? t("anomaly.score", { score: Number(verdict.score).toFixed(3),
+      threshold: Number(verdict.threshold).toFixed(3) }) : "";
     const badge = !available ? ["text-bg-secondary", t("anomaly.unavailable")]
       : verdict.anomalous ? ["text-bg-danger", t("anomaly.flagged")] : ["text-bg-success", t("anomaly.normal")];
     return element("li", { className: "mb-1", attrs: { "data-kind": kind } },
       element("span", { className: `badge me-2 ${badge[0]}`, text: badge[1] }), element("strong", { text: name }),
-      element("span", { text: ` — ${[verdict.reason, ...reasons].filter(Boolean).join(" · ")}${score}` }));
+      element("span", { text: [[verdict.reason, ...reasons].filter(Boolean).join(" · "), score]
+        .filter(Boolean).map((part) => ` — ${part}`).join("") }));
   });
 }
 

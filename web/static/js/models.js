@@ -1,7 +1,7 @@
 // Models page: every version of a model with what its card says (metrics, curves, confusion matrix,
 // formats, pruning), and promote / rollback through the admin API (CSRF token sent from the meta tag).
 import { t } from "./i18n.js";
-import { element, jsonHeaders, labelText, percent, table } from "./render.js";
+import { api, bindLogin, element, jsonHeaders, labelText, percent, table } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
@@ -14,13 +14,6 @@ const isScalar = (value) => ["number", "string", "boolean"].includes(typeof valu
 function showError(message) {
   $("models-error").textContent = message;
   $("models-error").classList.toggle("d-none", !message);
-}
-
-async function api(url, options = {}) {
-  const response = await fetch(`${url}${url.includes("?") ? "&" : "?"}lang=${document.documentElement.lang}`, options);
-  const body = await response.json();
-  if (!response.ok) throw Object.assign(new Error(body.error?.message || response.statusText), { status: response.status });
-  return body;
 }
 
 /** Numeric and text leaves of an object as [path, value] rows (arrays and big objects skipped). */
@@ -190,18 +183,7 @@ async function load(name) {
 
 $("rollback").addEventListener("click", () => adminCall(`/api/v1/models/${encodeURIComponent($("model-name").value)}/rollback`, {}));
 $("model-name").addEventListener("change", (event) => load(event.target.value).catch((error) => showError(error.message)));
-$("login-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  try {
-    const answer = await api("/api/v1/auth/login", { method: "POST", headers: jsonHeaders(),
-      body: JSON.stringify({ username: $("login-user").value, password: $("login-password").value }) });
-    document.querySelector('meta[name="csrf-token"]').content = answer.csrf_token;
-    $("login-form").classList.add("d-none");
-    showError("");
-  } catch (error) {
-    showError(error.message);
-  }
-});
+bindLogin(showError);
 
 try {
   const info = await api("/api/v1/model-info");

@@ -92,3 +92,29 @@ export function jsonHeaders() {
   const token = document.querySelector('meta[name="csrf-token"]')?.content;
   return { "Content-Type": "application/json", ...(token ? { "X-CSRFToken": token } : {}) };
 }
+
+/** JSON from the API in the page's language; a failure throws the API's message with its HTTP status. */
+export async function api(url, options = {}) {
+  const response = await fetch(`${url}${url.includes("?") ? "&" : "?"}lang=${document.documentElement.lang}`, options);
+  const body = await response.json();
+  if (!response.ok) throw Object.assign(new Error(body.error?.message || response.statusText), { status: response.status });
+  return body;
+}
+
+/** Wire the admin login form of templates/_login.html: log in, keep the session's new CSRF token. */
+export function bindLogin(onError, onDone = () => {}) {
+  const form = document.getElementById("login-form");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const answer = await api("/api/v1/auth/login", { method: "POST", headers: jsonHeaders(), body: JSON.stringify({
+        username: document.getElementById("login-user").value, password: document.getElementById("login-password").value }) });
+      document.querySelector('meta[name="csrf-token"]').content = answer.csrf_token;
+      form.classList.add("d-none");
+      onError("");
+      onDone(answer.user);
+    } catch (error) {
+      onError(error.message);
+    }
+  });
+}
