@@ -10,7 +10,8 @@ The rule (applied to the curves of the last training stage, at the epoch early s
 3. otherwise **good fit**.
 
 Training accuracy is measured with dropout and augmentation on, so it is a slight underestimate. The
-verdict keeps the numbers that triggered it, so the student can check the rule by hand.
+verdict describes the run: when rule 2 fires on the loss, early stopping has already put back the weights
+of the kept epoch. It keeps the numbers that triggered it, so the student can check the rule by hand.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def verdict(curves: dict[str, list[float]], best_epoch: int | None = None) -> di
     numbers["gap"] = numbers["train_accuracy"] - numbers["val_accuracy"]
     numbers["val_loss_min"] = min(curves["val_loss"])
     numbers["val_loss_last"] = curves["val_loss"][-1]
-    numbers["val_loss_rise"] = numbers["val_loss_last"] / numbers["val_loss_min"] - 1 if numbers["val_loss_min"] else 0.0
+    lowest = numbers["val_loss_min"]
+    numbers["val_loss_rise"] = numbers["val_loss_last"] / lowest - 1 if lowest else 0.0
     train_loss_falling = curves["loss"][-1] < curves["loss"][int(curves["val_loss"].index(numbers["val_loss_min"]))]
     rules = {"underfit_accuracy": UNDERFIT_ACCURACY, "overfit_gap": OVERFIT_GAP, "overfit_loss_rise": OVERFIT_LOSS_RISE}
     if numbers["train_accuracy"] < UNDERFIT_ACCURACY:

@@ -134,17 +134,15 @@ class Checkpoints:
         return saved
 
     def cached(self, name: str, compute):
-        """``compute()``'s dict of arrays, stored once as ``name.npz``."""
+        """``compute()``'s dict of arrays, stored once as ``name.npz`` (put what they depend on in ``name``)."""
         path = self.dir / f"{name}.npz"
-        if path.is_file() and self.state.get(f"{name}_cached"):
+        if path.is_file():  # written atomically: present means complete
             with np.load(path) as stored:
                 return {k: stored[k] for k in stored.files}
         arrays = compute()
         tmp = self.dir / f".{name}.tmp.npz"
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
-        self.state[f"{name}_cached"] = True
-        write_json_atomic(self.dir / "state.json", self.state)
         return arrays
 
 
@@ -238,7 +236,13 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
         return arrays
 
     stamp = time.perf_counter()
-    features = checkpoints.cached("features", compute_features) if checkpoints else compute_features()
+    if checkpoints:  # the features depend on the images, their size, augmentation, seed and the cut
+        depends = json.dumps([dataset.fingerprint(), config.input_size, config.augment.__dict__, config.seed, blocks],
+                             sort_keys=True)
+        features = checkpoints.cached(f"features-{hashlib.sha256(depends.encode()).hexdigest()[:16]}",
+                                      compute_features)
+    else:
+        features = compute_features()
     copies = [features[k] for k in sorted(features) if k.startswith("augmented")]
     if classifier.to_embedding is not None:
         embed = lambda f: classifier.to_embedding.predict(f, batch_size=256, verbose=0)  # noqa: E731
