@@ -45,11 +45,13 @@ def browser(web_app):
 
 @pytest.fixture
 def context(browser):
-    """A fresh browser profile (empty caches) whose requests may only go to 127.0.0.1."""
+    """A fresh browser profile (empty caches) whose requests may only go to 127.0.0.1; page errors and
+    Content-Security-Policy violations fail the test."""
     context = browser.new_context(locale="es-ES", viewport={"width": 1280, "height": 900})
     outside = guard_loopback(context)
     errors: list[str] = []
     context.on("weberror", lambda error: errors.append(str(error.error)))
+    context.on("console", lambda message: errors.append(message.text) if "Content Security Policy" in message.text else None)
     yield context
     context.close()
     assert outside == [], f"requests left 127.0.0.1: {outside}"
