@@ -140,3 +140,21 @@ def test_config_errors_name_every_bad_field(tmp_path):
         config.load(tmp_path / "bad.yaml")
     with pytest.raises(config.ConfigError, match="cannot be read"):
         config.load(tmp_path / "missing.json")
+
+
+def test_crossval_folds_keep_duplicates_together_and_cover_every_image(folder):
+    from training import crossval
+
+    bag = sorted((folder / "bag").iterdir())
+    shutil.copy(bag[0], folder / "bag" / "copy.png")
+    dataset = data.scan(folder)
+    held = []
+    for train, test in crossval.folds(dataset.labels, dataset.groups, 4, False, seed=0):
+        assert not set(dataset.groups[train]) & set(dataset.groups[test])
+        assert set(dataset.labels[test]) == {0, 1, 2}  # stratified: every class in every fold
+        held += test.tolist()
+    assert sorted(held) == list(range(len(dataset.samples)))
+    loo = list(crossval.folds(dataset.labels, dataset.groups, 0, True, seed=0))
+    assert len(loo) == 36 and max(len(test) for _, test in loo) == 2  # the duplicate pair is held out together
+    with pytest.raises(data.DatasetError, match="13-fold"):
+        list(crossval.folds(dataset.labels, dataset.groups, 13, False, seed=0))

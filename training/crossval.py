@@ -12,6 +12,8 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold
 
+from training.data import DatasetError
+
 
 def summarize(y_true, probabilities, classes: list[str], paths: list[str]) -> dict:
     """Accuracy, macro-F1, the confusion matrix and, per non-empty cell, the files that landed there."""
@@ -34,7 +36,7 @@ def folds(labels, groups, n_folds: int, leave_one_out: bool, seed: int):
         return
     smallest = np.bincount(labels).min()
     if n_folds > smallest:
-        raise ValueError(f"{n_folds}-fold cross-validation needs at least {n_folds} images per class "
+        raise DatasetError(f"{n_folds}-fold cross-validation needs at least {n_folds} images per class "
                          f"(the smallest class has {smallest}); use fewer folds or leave_one_out")
     yield from StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(labels, labels, groups)
 
