@@ -2,7 +2,7 @@
 // k-means groups for bulk labelling, CSV/JSON export/import, and training jobs with live progress and
 // the held-out before/after table (admin API; the CSRF token comes from the meta tag).
 import { t } from "./i18n.js";
-import { element, jsonHeaders, percent, table } from "./render.js";
+import { api, bindLogin, element, jsonHeaders, percent, table } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
 const LABELLING = "/api/v1/labelling/projects";
@@ -14,13 +14,6 @@ let polling = null;
 function showError(message) {
   $("label-error").textContent = message;
   $("label-error").classList.toggle("d-none", !message);
-}
-
-async function api(url, options = {}) {
-  const response = await fetch(`${url}${url.includes("?") ? "&" : "?"}lang=${document.documentElement.lang}`, options);
-  const body = await response.json();
-  if (!response.ok) throw Object.assign(new Error(body.error?.message || response.statusText), { status: response.status });
-  return body;
 }
 
 const post = (url, body) => api(url, { method: "POST", headers: jsonHeaders(), body: JSON.stringify(body) });
@@ -210,11 +203,6 @@ $("import").addEventListener("change", guard(async (event) => {
 $("train").addEventListener("click", guard(async () => {
   showJob(await post("/api/v1/jobs", { project: project.name, auto_promote: $("auto-promote").checked }));
 }));
-$("login-form").addEventListener("submit", guard(async (event) => {
-  event.preventDefault();
-  const answer = await post("/api/v1/auth/login", { username: $("login-user").value, password: $("login-password").value });
-  document.querySelector('meta[name="csrf-token"]').content = answer.csrf_token;
-  await start();
-}));
+bindLogin(showError, () => start().catch((error) => showError(error.message)));
 
 start().catch((error) => showError(error.message));
