@@ -131,6 +131,15 @@ def default(force, models_dir):
             _fail(error)
         click.echo(f"{default_model.NAME}:{version} exported (ONNX int8, TFLite, TF.js) in "
                    f"{time.perf_counter() - started:.1f} s")
+    if "anomaly" not in registry.card(default_model.NAME, version):  # unknown/anomaly/network views need it
+        from training import calibrate as calibration
+
+        started = time.perf_counter()
+        try:
+            calibration.calibrate(registry, default_model.NAME, version, None, echo=click.echo)
+        except (RegistryError, CardError, calibration.CalibrationError) as error:
+            _fail(error)
+        click.echo(f"{default_model.NAME}:{version} calibrated in {time.perf_counter() - started:.1f} s")
 
 
 @main.command()
