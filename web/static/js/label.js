@@ -30,7 +30,7 @@ function queueQuery() {
 
 function showCounts(counts) {
   const rows = Object.entries(counts.classes).map(([label, c]) => [label, String(c.train), String(c.holdout)]);
-  $("counts").replaceChildren(table([[t("labelling.project"), "train", "holdout"], ...rows]));
+  $("counts").replaceChildren(table([[t("labelling.count_class"), t("labelling.count_train"), t("labelling.count_holdout")], ...rows]));
 }
 
 async function loadQueue() {
