@@ -2,7 +2,7 @@
 
 Reusable by tests and the parity report: :func:`serve_folders` serves local folders on ``127.0.0.1:0``
 from a thread; :func:`chromium_page` opens a page on it with the vendored TF.js loaded;
-:func:`run_tfjs` feeds an already-preprocessed NHWC float32 batch to a LayersModel and returns its
+:func:`run_tfjs` feeds an already-preprocessed NHWC float32 batch to a GraphModel and returns its
 outputs plus single-image latencies measured inside the page. Nothing leaves the loopback interface.
 """
 from __future__ import annotations
@@ -29,28 +29,29 @@ RUN_JS = """async ({modelUrl, inputUrl, shape, outputs, repeats}) => {
   tf.wasm.setWasmPaths('/vendor/tfjs/');
   await tf.setBackend('wasm');
   await tf.ready();
-  const model = await tf.loadLayersModel(modelUrl);
+  const model = await tf.loadGraphModel(modelUrl);
+  const outputNames = Object.keys(model.modelSignature.outputs);
   const data = new Float32Array(await (await fetch(inputUrl)).arrayBuffer());
   const batch = tf.tensor4d(data, shape);
-  const index = outputs.map((name) => model.outputNames.indexOf(name));
-  if (index.includes(-1)) throw new Error(`outputs ${outputs} not in ${model.outputNames}`);
+  const missing = outputs.filter((name) => !outputNames.includes(name));
+  if (missing.length) throw new Error(`outputs ${missing} not in ${outputNames}`);
   const results = Object.fromEntries(outputs.map((name) => [name, []]));
   const images = [];
   for (let i = 0; i < shape[0]; i++) images.push(batch.slice([i, 0, 0, 0], [1, ...shape.slice(1)]));
   for (let i = 0; i < images.length; i++) {
-    const y = [].concat(model.predict(images[i]));
-    outputs.forEach((name, k) => results[name].push(Array.from(y[index[k]].dataSync())));
+    const y = [].concat(model.execute(images[i], outputs));
+    outputs.forEach((name, k) => results[name].push(Array.from(y[k].dataSync())));
     tf.dispose(y);
   }
   const latencies = [];
   for (let r = 0; r < repeats; r++) {
     const started = performance.now();
-    const y = [].concat(model.predict(images[r % images.length]));
-    y[index[0]].dataSync();
+    const y = [].concat(model.execute(images[r % images.length], outputs));
+    y[0].dataSync();
     latencies.push(performance.now() - started);
     tf.dispose(y);
   }
-  return {results, latencies, backend: tf.getBackend(), outputNames: model.outputNames};
+  return {results, latencies, backend: tf.getBackend(), outputNames};
 }"""
 
 
@@ -133,7 +134,8 @@ def chromium_page(routes: dict[str, Path]):
 
 
 def run_tfjs(model_dir: Path, batch: np.ndarray, outputs: list[str], repeats: int = 20) -> TfjsRun:
-    """Run the LayersModel in ``model_dir`` (``model.json``) on ``batch`` (N, H, W, 3) in Chromium."""
+    """Run the GraphModel in ``model_dir`` (``model.json``) on ``batch`` (N, H, W, 3) in Chromium; ``outputs``
+    are names of its ``serving_default`` signature (the card's output names)."""
     batch = np.ascontiguousarray(batch, dtype=np.float32)
     with tempfile.TemporaryDirectory() as scratch:
         (Path(scratch) / "inputs.bin").write_bytes(batch.tobytes())

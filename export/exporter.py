@@ -2,10 +2,11 @@
 
 Formats (card ``files`` key → path in the version): ``onnx`` model.onnx (written at publish, reused),
 ``onnx_int8`` model.int8.onnx, ``tflite`` / ``tflite_dynamic`` / ``tflite_int8`` model[.dynamic|.int8].tflite,
-``tfjs`` tfjs/model.json (float16 weights, the browser default), ``tfjs_uint8`` tfjs_uint8/model.json
-(smallest), and ``tflite_qat`` model.qat.tflite when training left a quantization-aware model (PTQ vs
-QAT side by side in the report). Formats already in the card are reused after their sha256 is checked;
-new files go through :meth:`models.registry.Registry.amend` (temp folder + rename, then the card).
+``tfjs`` tfjs/model.json (TF.js GraphModel, float16 weights, the browser default), ``tfjs_uint8``
+tfjs_uint8/model.json (GraphModel, uint8 weights, smallest), and ``tflite_qat`` model.qat.tflite when
+training left a quantization-aware model (PTQ vs QAT side by side in the report). Formats already in the
+card are reused after their sha256 is checked; new files go through
+:meth:`models.registry.Registry.amend` (temp folder + rename, then the card).
 """
 from __future__ import annotations
 

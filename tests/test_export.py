@@ -2,6 +2,7 @@
 records sha256/size of every file (TF.js parts too) and the parity report; corruption is refused."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -65,12 +66,26 @@ def test_exported_file_loads_and_agrees_with_keras(exported_registry, reference,
 def test_tfjs_runs_in_chromium_and_agrees_with_keras(exported_registry, reference):
     card, batch, want = reference
     name = card["outputs"]["probabilities"]
+    features = card["outputs"]["feature_map"]
     for fmt, tolerance in (("tfjs", 0.02), ("tfjs_uint8", 0.3)):
-        run = browser.run_tfjs(exported_registry.file("animals", None, fmt).parent, batch, [name], repeats=2)
+        run = browser.run_tfjs(exported_registry.file("animals", None, fmt).parent, batch, [name, features], repeats=2)
         assert run.backend == "wasm"
         assert run.outputs[name].shape == want[name].shape
+        maps = run.outputs[features].reshape(want[features].shape)  # the CAM basis, by its card name
+        if fmt == "tfjs":  # (uint8 weights keep the answers, not the feature maps: correlation ~0.6-0.8)
+            assert all(np.corrcoef(got.ravel(), ref.ravel())[0, 1] > 0.999 for got, ref in zip(maps, want[features]))
         assert (run.outputs[name].argmax(1) == want[name].argmax(1)).all()
         assert np.abs(run.outputs[name] - want[name]).max() < tolerance
+
+
+def test_tfjs_exports_are_graph_models_named_like_the_card(exported_registry):
+    card = exported_registry.card("animals")
+    for fmt in ("tfjs", "tfjs_uint8"):
+        spec = json.loads(exported_registry.file("animals", None, fmt).read_text())
+        assert spec["format"] == "graph-model", fmt  # frozen + fused: ~2x faster in the browser than a LayersModel
+        assert set(card["outputs"].values()) <= set(spec["signature"]["outputs"]), fmt
+        ops = {node["op"] for node in spec["modelTopology"]["node"]}
+        assert "_FusedConv2D" in ops and "FusedBatchNormV3" not in ops, fmt  # BatchNorm folded
 
 
 def test_parity_report_meets_the_acceptance_figures(exported_registry):

@@ -1,4 +1,4 @@
-// Edge mode: the current version's TF.js model and card, downloaded once, kept in IndexedDB and run in
+// Edge mode: the current version's TF.js GraphModel and card, downloaded once, kept in IndexedDB and run in
 // this browser with the TF.js wasm backend (vendored; tf.min.js and tf-backend-wasm.min.js are loaded by
 // the page). Preprocessing, the unknown policy and the outputs all come from the card.
 import { decodePixels, modelPixels, normalize } from "./preprocess.js";
@@ -63,6 +63,19 @@ async function dropOldCopies(name, keep) {
     .map((key) => tf.io.removeModel(key)));
 }
 
+// A GraphModel (export/tfjs_export.py); a LayersModel is what versions exported before it hold.
+async function loadModel(url, options) {
+  try {
+    return await tf.loadGraphModel(url, options);
+  } catch (error) {
+    try {
+      return await tf.loadLayersModel(url, options);
+    } catch {
+      throw error;
+    }
+  }
+}
+
 /**
  * Load model NAME's current version in format FORMAT: from IndexedDB when cached, else downloaded once
  * (onProgress receives 0..1) and stored. Returns the edge model used by classify().
@@ -78,10 +91,10 @@ export async function loadEdgeModel(name, format = DEFAULT_FORMAT, onProgress = 
   let model;
   let source = "cache";
   try {
-    model = await tf.loadLayersModel(key);
+    model = await loadModel(key);
   } catch {
     source = "network";
-    model = await tf.loadLayersModel(`${versionUrl(name, version)}/files/${card.files[fmt].path}`, { onProgress });
+    model = await loadModel(`${versionUrl(name, version)}/files/${card.files[fmt].path}`, { onProgress });
     await model.save(key);
     dropOldCopies(name, key).catch(() => {});
   }
@@ -92,21 +105,53 @@ export async function loadEdgeModel(name, format = DEFAULT_FORMAT, onProgress = 
   const warm = performance.now();  // compile the wasm kernels and JIT the resampling loops once
   const side = card.input.size * 2;
   modelPixels({ width: side, height: side, data: new Uint8ClampedArray(side * side * 4) }, card.input);
-  tf.tidy(() => model.predict(tf.zeros([1, card.input.size, card.input.size, 3])));
+  tf.tidy(() => { run(model, card, tf.zeros([1, card.input.size, card.input.size, 3])); });
   edge.warmupMs = performance.now() - warm;
   return edge;
 }
 
-// The Dense layer that reads the pooled feature map: its kernel gives the class activation map weights.
+// The card's outputs that the page reads, in the order run() returns them.
+const wanted = (card) => [...new Set(["probabilities", "imagenet_probabilities", "feature_map"]
+  .map((key) => card.outputs[key]).filter(Boolean))];
+
+/** Run the GraphModel on an NHWC batch: {output name → tensor} for the card's outputs (signature names). */
+export function run(model, card, batch) {
+  if (model instanceof tf.LayersModel) {
+    const result = [].concat(model.predict(batch));
+    return Object.fromEntries(model.outputNames.map((name, i) => [name, result[i]]));
+  }
+  const names = wanted(card);
+  const result = [].concat(model.execute(batch, names));
+  return Object.fromEntries(names.map((name, i) => [name, result[i]]));
+}
+
+// The last dimension of a signature output of the GraphModel (NaN when the card names no such output).
+const lastDim = (model, output) => Number(model.modelSignature.outputs[output]?.tensorShape?.dim?.at(-1)?.size);
+
+// The Dense kernel that reads the pooled feature map (a frozen weight of the GraphModel, dequantized on load):
+// its columns give the class activation map weights.
 function camHead(model, card) {
-  const featureLayer = model.getLayer(card.outputs.feature_map);
-  const channels = featureLayer.outputShape.at(-1);
+  if (model instanceof tf.LayersModel) return layersHead(model, card);
+  const channels = lastDim(model, card.outputs.feature_map);
+  const kernels = Object.values(model.weights).flat().filter((w) => w.rank === 2 && w.shape[0] === channels);
+  const find = (units) => kernels.find((w) => w.shape[1] === units);
+  const own = find(card.labels.length);
+  if (own) return { kernel: own, mapping: null };
+  const imagenet = find(lastDim(model, card.outputs.imagenet_probabilities));
+  if (imagenet && card.label_mapping) return { kernel: imagenet, mapping: card.label_mapping };
+  return null;
+}
+
+// The same for a LayersModel (versions exported before the GraphModel): the Dense layer reading the pooled map.
+function layersHead(model, card) {
+  const channels = model.getLayer(card.outputs.feature_map).outputShape.at(-1);
   const dense = model.layers.find((layer) => layer.getClassName() === "Dense"
     && layer.kernel && layer.kernel.shape[0] === channels);
   if (!dense) return null;
-  const units = dense.kernel.shape[1];
-  if (units === card.labels.length) return { kernel: dense.kernel.read(), mapping: null };
-  if (card.label_mapping && card.outputs.imagenet_probabilities) return { kernel: dense.kernel.read(), mapping: card.label_mapping };
+  if (dense.kernel.shape[1] === card.labels.length) return { kernel: dense.kernel.read(), mapping: null };
+  if (card.label_mapping && card.outputs.imagenet_probabilities) {
+    return { kernel: dense.kernel.read(), mapping: card.label_mapping };
+  }
   return null;
 }
 
@@ -148,11 +193,7 @@ export async function classify(edge, blob) {
   const pixels = modelPixels(image, card.input);
   const input = normalize(pixels, card.input);
   const preprocessed = performance.now();
-  const outputs = tf.tidy(() => {
-    const result = model.predict(tf.tensor4d(input, [1, card.input.size, card.input.size, 3]));
-    const list = Array.isArray(result) ? result : [result];
-    return Object.fromEntries(model.outputNames.map((name, i) => [name, list[i]]));
-  });
+  const outputs = tf.tidy(() => run(model, card, tf.tensor4d(input, [1, card.input.size, card.input.size, 3])));
   const probabilities = Array.from(outputs[card.outputs.probabilities].dataSync());
   const imagenet = card.outputs.imagenet_probabilities && outputs[card.outputs.imagenet_probabilities]
     ? outputs[card.outputs.imagenet_probabilities].dataSync() : null;

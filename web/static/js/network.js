@@ -1,5 +1,6 @@
-// Network page: the layers of the current model (read from its TF.js export, the same file the Analyze
-// page runs) grouped into parts, each explained in one sentence, and the feature maps an image produces.
+// Network page: the layers of the current model (read from the frozen graph of its TF.js GraphModel, the
+// same file the Analyze page runs) grouped into parts, each explained in one sentence, and the feature maps
+// an image produces.
 import { t } from "./i18n.js";
 import { loadEdgeModel } from "./edge.js";
 import { decodePixels, modelPixels, normalize } from "./preprocess.js";
@@ -24,12 +25,47 @@ function partSentence(part) {
   return t(`network.part_${kind}`, { n: part.replace("block", "") });
 }
 
-const shape = (layer) => JSON.stringify(layer.outputShape).replaceAll("null", "N");
+const shape = (layer) => JSON.stringify(layer.shape).replaceAll("null", "N");
 const typeText = (name) => (t(`network.layer_${name}`) === `network.layer_${name}` ? "" : t(`network.layer_${name}`));
+// Ops of the frozen graph → the Keras layer kind they come from (BatchNorm is folded into the convolutions).
+const KIND = { Conv2D: "Conv2D", _FusedConv2D: "Conv2D", DepthwiseConv2dNative: "DepthwiseConv2D",
+  FusedDepthwiseConv2dNative: "DepthwiseConv2D", FusedBatchNormV3: "BatchNormalization", Relu6: "ReLU",
+  Add: "Add", AddV2: "Add", Mean: "GlobalAveragePooling2D", MatMul: "Dense", _FusedMatMul: "Dense",
+  BiasAdd: "Dense", Softmax: "Softmax" };
+const sizeOf = (tensor) => tensor.shape.reduce((a, b) => a * b, 1);
 
-function parts(model) {
+/**
+ * The layers of the GraphModel, read from its frozen graph: one entry per Keras layer name found in the node
+ * names (``StatefulPartitionedCall/<model>/<layer>/<op>``; fused ops carry the name of their last layer), its
+ * last node, op kinds, output shape (one run on a blank image) and parameters (the frozen weights its nodes read).
+ */
+function graphLayers(model, card) {
+  const nodes = model.artifacts.modelTopology.node;
+  const weights = model.weights;
+  const layers = new Map();
+  nodes.forEach((node) => {
+    const path = node.name.split("/");
+    if (node.op === "Const" || node.op === "Placeholder" || path.length < 3) return;
+    const name = path[2];
+    if (!layers.has(name)) layers.set(name, { name, node: node.name, kinds: [], params: 0 });
+    const layer = layers.get(name);
+    layer.node = node.name;
+    if (KIND[node.op] && !layer.kinds.includes(KIND[node.op])) layer.kinds.push(KIND[node.op]);
+    (node.input || []).forEach((input) => {  // the frozen weights this node reads (BatchNorm folded in)
+      (weights[input.split(":")[0]] || []).forEach((tensor) => { layer.params += sizeOf(tensor); });
+    });
+  });
+  const list = [...layers.values()];
+  const outputs = tf.tidy(() => [].concat(model.execute(tf.zeros([1, card.input.size, card.input.size, 3]),
+    list.map((layer) => layer.node))));
+  list.forEach((layer, i) => { layer.shape = [null, ...outputs[i].shape.slice(1)]; });
+  tf.dispose(outputs);
+  return list;
+}
+
+function parts(layers) {
   const grouped = new Map();
-  model.layers.forEach((layer) => {
+  layers.forEach((layer) => {
     const part = partOf(layer.name);
     if (!grouped.has(part)) grouped.set(part, []);
     grouped.get(part).push(layer);
@@ -37,28 +73,29 @@ function parts(model) {
   return grouped;
 }
 
-function drawGraph(model) {
-  const grouped = parts(model);
-  const total = model.countParams();
+function drawGraph(layers) {
+  const grouped = parts(layers);
+  const total = layers.reduce((sum, layer) => sum + layer.params, 0);
   $("network-summary").textContent = t("network.summary", {
-    model: `${edge.name} ${edge.version}`, layers: model.layers.length, params: total.toLocaleString(),
+    model: `${edge.name} ${edge.version}`, layers: layers.length, params: total.toLocaleString(),
     size: edge.card.input.size });
-  $("network-graph").replaceChildren(...[...grouped].map(([part, layers]) => {
-    const params = layers.reduce((sum, layer) => sum + layer.countParams(), 0);
-    const last = layers.at(-1);
+  $("network-graph").replaceChildren(...[...grouped].map(([part, members]) => {
+    const params = members.reduce((sum, layer) => sum + layer.params, 0);
+    const last = members.at(-1);
     const summary = element("summary", {},
       element("strong", { text: part }), ` → ${shape(last)} · ${t("network.params", { n: params.toLocaleString() })}`);
     const rows = [[t("network.layer"), t("network.type"), t("network.shape"), t("network.params_column")],
-      ...layers.map((layer) => [layer.name, layer.getClassName(), shape(layer), layer.countParams().toLocaleString()])];
-    const types = [...new Set(layers.map((layer) => layer.getClassName()))].map(typeText).filter(Boolean);
+      ...members.map((layer) => [layer.name, layer.kinds.join(" + "), shape(layer), layer.params.toLocaleString()])];
+    const types = [...new Set(members.flatMap((layer) => layer.kinds))].map(typeText).filter(Boolean);
     return element("details", { className: "card card-body mb-2 py-2", attrs: { "data-part": part } }, summary,
       element("p", { className: "small mb-1", text: partSentence(part) }),
       element("ul", { className: "small mb-1" }, ...types.map((sentence) => element("li", { text: sentence }))),
       table(rows, "table table-sm layer mb-0"));
   }));
   $("network-part").replaceChildren(...[...grouped]
-    .filter(([, layers]) => layers.at(-1).outputShape.length === 4)
-    .map(([part, layers]) => element("option", { text: `${part} (${shape(layers.at(-1))})`, attrs: { value: layers.at(-1).name } })));
+    .filter(([, members]) => members.at(-1).shape.length === 4)
+    .map(([part, members]) => element("option", { text: `${part} (${shape(members.at(-1))})`,
+      attrs: { value: members.at(-1).node, "data-layer": members.at(-1).name } })));
 }
 
 function drawTile(values, height, width) {
@@ -80,12 +117,12 @@ function drawTile(values, height, width) {
 
 async function showMaps() {
   const file = $("network-image").files[0];
-  const layerName = $("network-part").value;
-  if (!file || !edge || !layerName) return;
+  const option = $("network-part").selectedOptions[0];
+  if (!file || !edge || !option) return;
+  const layerName = option.dataset.layer;
   const { card, model } = edge;
   const input = normalize(modelPixels(await decodePixels(file), card.input), card.input);
-  const probe = tf.model({ inputs: model.inputs, outputs: model.getLayer(layerName).output });
-  const maps = tf.tidy(() => probe.predict(tf.tensor4d(input, [1, card.input.size, card.input.size, 3])));
+  const maps = tf.tidy(() => model.execute(tf.tensor4d(input, [1, card.input.size, card.input.size, 3]), option.value));
   const [, height, width, channels] = maps.shape;
   const data = await maps.data();
   maps.dispose();
@@ -108,7 +145,7 @@ $("network-part").addEventListener("change", showMaps);
 try {
   edge = await loadEdgeModel($("main").dataset.model);
   $("network-status").textContent = "";
-  drawGraph(edge.model);
+  drawGraph(graphLayers(edge.model, edge.card));
 } catch (error) {
   $("network-status").textContent = t("edge.unavailable", { reason: error.message });
 }
