@@ -99,7 +99,13 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 def serve_folders(routes: dict[str, Path]):
     """Serve ``{prefix: folder}`` on 127.0.0.1 at a free port in a thread; yields the base URL."""
     handler = functools.partial(_Handler, routes={k: Path(v) for k, v in routes.items()})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(server):
+    """Run a loopback ``socketserver``-style server (stdlib or werkzeug) in a thread; yields its base URL."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

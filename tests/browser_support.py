@@ -3,13 +3,12 @@ driven by Playwright, and a guard that fails on any request leaving the loopback
 from __future__ import annotations
 
 import contextlib
-import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from werkzeug.serving import make_server
 
-from export.browser import CHROMIUM, CHROMIUM_FLAGS
+from export.browser import CHROMIUM, CHROMIUM_FLAGS, serving
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 LOOPBACK = {"127.0.0.1"}
@@ -19,14 +18,8 @@ FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-st
 @contextlib.contextmanager
 def live_server(app):
     """Serve ``app`` on 127.0.0.1 at a free port from a thread; yields the base URL, stops on exit."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(make_server("127.0.0.1", 0, app, threaded=True)) as url:
+        yield url
 
 
 @contextlib.contextmanager
