@@ -42,9 +42,10 @@ class Analyzer:
         batch = normalize(pixels, self.model.card["input"])
         return dict(zip(self.names, self.session.run(None, {"image": batch})))
 
-    def analyze(self, images: list[Image.Image], explain_it: bool, anomalies: bool, target=None) -> tuple[list, dict]:
+    def analyze(self, images: list[Image.Image], explain_it: bool, anomalies: bool, target=None,
+                overlay_format: str = "jpeg") -> tuple[list, dict]:
         """Results as :meth:`LoadedModel.predict` gives them, plus ``explanation``/``pixel_tags`` and/or
-        ``anomalies`` per image; timings in ms."""
+        ``anomalies`` per image (overlays as ``overlay_format``); timings in ms."""
         card = self.model.card
         started = time.perf_counter()
         pixels = np.stack([to_model_pixels(image, card["input"]) for image in images])
@@ -53,23 +54,25 @@ class Analyzer:
         done = time.perf_counter()
         results = self.model.results(outputs)
         ood = self.model.ood_scores(outputs) if anomalies else None
-        regions = self.region_maps(outputs) if anomalies else None
+        regions = self.region_distances(outputs) if anomalies else None
         for index, (image, result) in enumerate(zip(images, results)):
             measures = quality.measure(image)
             if explain_it:
-                result["explanation"] = self.explanation(outputs, index, pixels[index], result, target)
+                result["explanation"] = self.explanation(outputs, index, pixels[index], result, target,
+                                                         overlay_format)
                 result["pixel_tags"] = named_tags(pixel_tags.tags(image, measures))
             if anomalies:
                 result["anomalies"] = {
                     "out_of_distribution": self.ood_entry(None if ood is None else float(ood[index])),
-                    "unusual_regions": self.region_entry(None if regions is None else regions[index], pixels[index]),
+                    "unusual_regions": self.region_entry(None if regions is None else regions[index], pixels[index],
+                                                         overlay_format),
                     "quality": quality_entry(measures, card["input"]["size"] // 2),
                 }
         timings = {"preprocess_ms": (preprocessed - started) * 1e3, "inference_ms": (done - preprocessed) * 1e3,
                    "analysis_ms": (time.perf_counter() - done) * 1e3}
         return results, timings
 
-    def explanation(self, outputs, index: int, pixels: np.ndarray, result: dict, target) -> dict:
+    def explanation(self, outputs, index: int, pixels: np.ndarray, result: dict, target, overlay_format) -> dict:
         card = self.model.card
         head = self.model.arrays.get("head")
         if head is None:
@@ -78,7 +81,8 @@ class Analyzer:
             target = max(result["probabilities"], key=result["probabilities"].get)
         imagenet_name = card["outputs"].get("imagenet_probabilities")
         imagenet = outputs[imagenet_name][index] if imagenet_name else None
-        return explain.explain(card, head, outputs[card["outputs"]["feature_map"]][index], imagenet, target, pixels)
+        return explain.explain(card, head, outputs[card["outputs"]["feature_map"]][index], imagenet, target, pixels,
+                               overlay_format)
 
     def ood_entry(self, score: float | None) -> dict:
         rule = self.model.card["unknown_policy"].get("ood")
@@ -89,22 +93,23 @@ class Analyzer:
                 "anomalous": unusual, "reason": translate(f"analysis.ood_{'yes' if unusual else 'no'}",
                                                            method=rule["score"])}
 
-    def region_maps(self, outputs) -> np.ndarray | None:
+    def region_distances(self, outputs) -> np.ndarray | None:
         if self.patches is None:
             return None
         layers = self.model.card["anomaly"]["regions"]["layers"]
-        return anomaly.region_maps([outputs[f"features/{block}"] for block in layers], self.patches)
+        return anomaly.region_distances([outputs[f"features/{block}"] for block in layers], self.patches)
 
-    def region_entry(self, grid_map: np.ndarray | None, pixels: np.ndarray) -> dict:
-        if grid_map is None:
+    def region_entry(self, distances: np.ndarray | None, pixels: np.ndarray, overlay_format: str) -> dict:
+        if distances is None:
             return unavailable("analysis.not_calibrated", model=self.model.name)
-        threshold = self.model.card["anomaly"]["regions"]["threshold"]
-        score = float(grid_map.max())
-        unit = np.clip(grid_map / (2 * threshold), 0, 1)  # the threshold is the middle of the colour scale
+        rule = self.model.card["anomaly"]["regions"]
+        threshold = rule["threshold"]
+        score = float(anomaly.region_scores(distances[None], rule["top_fraction"])[0])
+        unit = np.clip(anomaly.smooth(distances) / (2 * threshold), 0, 1)  # threshold: middle of the colours
         unusual = score > threshold
         return {"score": round(score, 4), "threshold": round(threshold, 4), "method": "padim",
                 "anomalous": unusual, "reason": translate(f"analysis.regions_{'yes' if unusual else 'no'}"),
-                **heatmap_png.heatmap_and_overlay(unit, pixels, anomaly.upsample)}
+                **heatmap_png.heatmap_and_overlay(unit, pixels, anomaly.upsample, overlay_format)}
 
     def feature_maps(self, image: Image.Image, count: int) -> list[dict]:
         layers = self.model.card.get("network", {}).get("feature_layers")

@@ -7,7 +7,9 @@ above the card's threshold*.
   the nearest class mean under one shared, shrunk covariance; ``energy`` — minus the log-sum-exp of the
   head's logits for the model's classes; ``max_softmax`` — minus the top class probability.
 - Unusual regions (PaDiM-style): a patch vector per position of a feature grid (intermediate feature maps
-  resampled to one grid and concatenated) scored by its Mahalanobis distance to that position's mean.
+  resampled to one grid and concatenated) scored by its Mahalanobis distance to that position's mean. The
+  map shown is smoothed; the image's score is the mean of its most unusual ``top_fraction`` of patches
+  (a defect covers a few per cent of the image: a single maximum is noisier, a mean over all too diluted).
 """
 from __future__ import annotations
 
@@ -96,8 +98,15 @@ def upsample(grid_map: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
-def region_maps(feature_maps: list[np.ndarray], stats: dict) -> np.ndarray:
-    """Smoothed distance maps (N, grid, grid) of a batch under the stored patch statistics."""
+def region_distances(feature_maps: list[np.ndarray], stats: dict) -> np.ndarray:
+    """Patch distance maps (N, grid, grid) of a batch under the stored patch statistics."""
     grid = int(stats["grid"])
     distances = patch_distances(patch_vectors(feature_maps, grid), stats["means"], stats["precision"])
-    return np.stack([smooth(d.reshape(grid, grid)) for d in distances])
+    return distances.reshape(-1, grid, grid)
+
+
+def region_scores(distances: np.ndarray, top_fraction: float) -> np.ndarray:
+    """Image-level score of (N, grid, grid) distance maps: the mean of the largest ``top_fraction``."""
+    flat = distances.reshape(len(distances), -1)
+    count = max(1, int(round(flat.shape[1] * top_fraction)))
+    return np.sort(flat, axis=1)[:, -count:].mean(axis=1)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request, send_file
 
-from app import analysis, device, network, storage
+from app import analysis, device, heatmap_png, network, storage
 from app.auth import admin_required
 from app.db import Prediction, db
 from app.errors import ApiError
@@ -97,6 +97,14 @@ def flag(name: str, default: bool) -> bool:
     raise ApiError(400, "bad_param", name=name, value=raw[:80])
 
 
+def choice(name: str, allowed: tuple[str, ...], default: str) -> str:
+    """A query or form parameter that must be one of ``allowed``."""
+    raw = request.args.get(name, request.form.get(name, default))
+    if raw.lower() not in allowed:
+        raise ApiError(400, "bad_param", name=name, value=raw[:80])
+    return raw.lower()
+
+
 def decode(filename: str, data: bytes):
     """The RGB image in ``data``, or the documented 4xx (413 when it has too many pixels)."""
     config = current_app.config
@@ -120,12 +128,14 @@ def predict():
     name = request.args.get("model", current_app.config["DEFAULT_MODEL"])
     keep = flag("store", current_app.config["STORE_UPLOADS"])
     explain_it, anomalies = flag("explain", False), flag("anomaly", False)
+    overlay_format = choice("overlay", heatmap_png.OVERLAY_FORMATS, "jpeg")
     uploads = uploaded_images()
     images = [decode(filename, data) for filename, data in uploads]
     decoded = time.perf_counter()
     model = loaded_model(name)
     if explain_it or anomalies:
-        results, timings = analysis.analyzer(model).analyze(images, explain_it, anomalies, target_class(model))
+        results, timings = analysis.analyzer(model).analyze(images, explain_it, anomalies, target_class(model),
+                                                            overlay_format)
     else:
         results, timings = model.predict(images)
     for (filename, data), image, result in zip(uploads, images, results):

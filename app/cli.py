@@ -13,6 +13,7 @@ from export.cli import export as export_command
 from export.cli import ERRORS as EXPORT_ERRORS
 from export.cli import export_ref, parity_table
 from models.card import CardError
+from models.card import validate as validate_card
 from models.registry import DEFAULT_ROOT, Registry, RegistryError
 from training import cli as training_cli
 
@@ -32,6 +33,17 @@ def models():
 
 def _fail(error: Exception):
     raise click.ClickException(str(error))
+
+
+def _calibrated(card: dict) -> bool:
+    """Whether the card holds a calibration valid under today's schema (an older RIIM's is redone)."""
+    if "anomaly" not in card:
+        return False
+    try:
+        validate_card(card)
+    except CardError:
+        return False
+    return True
 
 
 @models.command("list")
@@ -131,7 +143,7 @@ def default(force, models_dir):
             _fail(error)
         click.echo(f"{default_model.NAME}:{version} exported (ONNX int8, TFLite, TF.js) in "
                    f"{time.perf_counter() - started:.1f} s")
-    if "anomaly" not in registry.card(default_model.NAME, version):  # unknown/anomaly/network views need it
+    if not _calibrated(registry.card(default_model.NAME, version)):  # unknown/anomaly/network views need it
         from training import calibrate as calibration
 
         started = time.perf_counter()

@@ -70,6 +70,7 @@ def test_predict_explains_the_predicted_class_and_any_other(client, photos):
     assert explanation["class"] == "cat" and explanation["method"] == "cam"
     assert decode_data_url(explanation["heatmap"]).format == "PNG"
     assert decode_data_url(explanation["overlay"]).size == (224, 224)
+    assert decode_data_url(explanation["overlay"]).format == "JPEG"
     grid = np.array(explanation["grid"])
     assert grid.shape == (7, 7) and grid.max() == 1.0
     assert {c["colour"] for c in result["pixel_tags"]["colours"]} & {"brown", "orange"}
@@ -78,10 +79,13 @@ def test_predict_explains_the_predicted_class_and_any_other(client, photos):
     assert not np.allclose(np.array(other["results"][0]["explanation"]["grid"]), grid)
     imagenet = post(client, photos["skimage/chelsea"].png_bytes(), "?explain=1&class=285&store=0").get_json()
     assert imagenet["results"][0]["explanation"]["class"] == {"imagenet_index": 285}
+    lossless = post(client, photos["skimage/chelsea"].png_bytes(), "?explain=1&overlay=png&store=0").get_json()
+    assert decode_data_url(lossless["results"][0]["explanation"]["overlay"]).format == "PNG"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("query, code", [("?explain=maybe", "bad_param"), ("?explain=1&class=zebra", "unknown_class"),
+@pytest.mark.parametrize("query, code", [("?explain=maybe", "bad_param"), ("?explain=1&overlay=gif", "bad_param"),
+                                         ("?explain=1&class=zebra", "unknown_class"),
                                          ("?explain=1&class=1000", "unknown_class")])
 def test_bad_explain_parameters_are_400(client, photos, query, code):
     response = post(client, photos["skimage/coffee"].png_bytes(), query + "&store=0")

@@ -9,7 +9,9 @@ What is fitted, from the version's in-distribution images (run through the versi
   :mod:`training.real_photos`) becomes the card's unknown rule, at the threshold that keeps 95 % of the
   held-out in-distribution images (95 % true-positive rate).
 - :class:`PatchGaussian` — PaDiM-style: a mean per feature-grid position and a shared shrunk covariance
-  of the patch vectors (intermediate feature maps concatenated on one grid) → a map of unusual regions.
+  of the patch vectors (the three finest feature maps, strides 2–8, concatenated on the stride-8 grid) →
+  a map of unusual regions; the image is unusual when the mean of its top 5 % patch distances is above a
+  threshold set, like the OOD one, at 95 % true-positive rate on held-out in-distribution images.
 
 Where the images come from:
 
@@ -37,11 +39,13 @@ from sklearn.base import BaseEstimator
 from sklearn.covariance import LedoitWolf, ShrunkCovariance
 from sklearn.metrics import roc_auc_score
 
-from app.anomaly import OOD_SCORES, mahalanobis, ood_scores, patch_distances, patch_vectors, region_maps
+from app.anomaly import (OOD_SCORES, mahalanobis, ood_scores, patch_distances, patch_vectors, region_distances,
+                         region_scores, resample)
 from models.preprocess import normalize, to_model_pixels
 from models.registry import Registry, sha256_file, write_json_atomic
 
 TPR = 0.95
+REGION_TOP_FRACTION = 0.05  # a defect covers a few per cent of an image
 BATCH = 16
 FILES = {"ood": "ood.npz", "patches": "patches.npz", "network": "network.json", "features": "features.onnx"}
 
@@ -106,20 +110,29 @@ class Outputs:
     """What calibration needs from the network for a batch of images."""
     embedding: np.ndarray
     probabilities: np.ndarray
-    patches: list[np.ndarray]  # NCHW feature maps used for unusual regions
+    patches: list[np.ndarray]  # NCHW feature maps used for unusual regions, pooled to the region grid
 
 
 def region_layers(feature_layers: list[dict]) -> list[dict]:
-    """Feature layers for patch statistics: all but the finest and the coarsest (like PaDiM's layers 1–3)."""
-    return feature_layers[1:-1] if len(feature_layers) > 2 else feature_layers
+    """Feature layers for patch statistics: the three finest (strides 2, 4, 8 — PaDiM takes ResNet's first
+    three stages). Small texture changes show at these resolutions; deeper maps blur them away."""
+    return feature_layers[:3]
+
+
+def region_grid(feature_layers: list[dict]) -> int:
+    """Side of the grid the patch vectors live on: that of the coarsest region layer."""
+    return region_layers(feature_layers)[-1]["height"]
 
 
 def run_features(session, card: dict, pixels: np.ndarray, feature_layers: list[dict]) -> Outputs:
     """Run ``features.onnx`` on uint8 model-size pixels (N, S, S, 3) in batches."""
     names = [card["outputs"]["embedding"], card["outputs"]["probabilities"]]
     names += [layer["output"] for layer in region_layers(feature_layers)]
-    parts = [session.run(names, {"image": normalize(pixels[i:i + BATCH], card["input"])})
-             for i in range(0, len(pixels), BATCH)]
+    grid = region_grid(feature_layers)
+    parts = []
+    for start in range(0, len(pixels), BATCH):  # fine maps pooled per batch: a fraction of the memory
+        part = session.run(names, {"image": normalize(pixels[start:start + BATCH], card["input"])})
+        parts.append(part[:2] + [resample(f, grid) for f in part[2:]])
     joined = [np.concatenate([part[k] for part in parts]) for k in range(len(names))]
     return Outputs(joined[0], joined[1], joined[2:])
 
@@ -238,11 +251,6 @@ def all_ood_scores(card, outputs: Outputs, head, stats) -> dict[str, np.ndarray]
             for method in OOD_SCORES if head is not None or method != "energy"}
 
 
-def region_scores(outputs: Outputs, stats: dict) -> np.ndarray:
-    """Image-level region score: the largest value of each smoothed distance map."""
-    return region_maps(outputs.patches, stats).reshape(len(outputs.embedding), -1).max(axis=1)
-
-
 def calibrate(registry: Registry, name: str, version: str | None = None, data_dir: str | Path | None = None,
               copies: int = 8, max_per_split: int = 600, position_shrinkage: float = 0.0, seed: int = 0,
               echo=print) -> dict:
@@ -271,7 +279,7 @@ def calibrate(registry: Registry, name: str, version: str | None = None, data_di
         augmentations = run_features(session, card, augmented(ind.pixels, copies, seed), layers) if copies else None
         outside = run_features(session, card, ood_photos(card), layers)
         head = dict(np.load(registry.file(name, version, "head"))) if "head" in card["files"] else None
-        grid = region_layers(layers)[len(region_layers(layers)) // 2]["height"]
+        grid = region_grid(layers)
 
         echo(f"fitting on {len(ind.folds)} fold(s)")
         held_in, held_regions, fold_ood = {}, [], {}
@@ -282,7 +290,8 @@ def calibrate(registry: Registry, name: str, version: str | None = None, data_di
             for scores, outputs in ((held_in, _subset(originals, held)), (fold_ood, outside)):
                 for method, values in all_ood_scores(card, outputs, head, stats).items():
                     scores.setdefault(method, []).append(values)
-            held_regions.append(region_scores(_subset(originals, held), patches.parameters(grid)))
+            distances = region_distances(_subset(originals, held).patches, patches.parameters(grid))
+            held_regions.append(region_scores(distances, REGION_TOP_FRACTION))
         held_in = {m: np.concatenate(v) for m, v in held_in.items()}
         fold_ood = {m: np.concatenate(v) for m, v in fold_ood.items()}
 
@@ -313,6 +322,7 @@ def calibrate(registry: Registry, name: str, version: str | None = None, data_di
             "ood": {"score": best, "threshold": threshold, "tpr": TPR, "auroc": aurocs,
                     "shrinkage": round(ood.shrinkage_, 4), "held_out": int(len(held_in[best]))},
             "regions": {"method": "padim", "threshold": region_threshold, "tpr": TPR, "grid": int(grid),
+                        "top_fraction": REGION_TOP_FRACTION,
                         "layers": [layer["block"] for layer in region_layers(layers)],
                         "position_shrinkage": position_shrinkage, "shrinkage": round(patches.shrinkage_, 4)},
         }
