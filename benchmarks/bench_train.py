@@ -4,10 +4,13 @@ Fashion-MNIST (Debian ``dataset-fashion-mnist``): ``--train-per-class`` training
 validation images per class from the training file plus ``--test-per-class`` held-out images, one run of
 ``riim train``'s recipe with stage 1 (head on cached embeddings) → 5-fold CV of stage 1 → stage 2 (top
 blocks) → pruning at 50 % → QAT. It prints head-only and fine-tuned held-out accuracy, CV mean ± std,
-pruning drop and gzip ratio, QAT vs float, and the wall time of each stage. Then leave-one-out of the
-head-only recipe (with augmentation) on every real cat/dog photo available offline. Usage::
+pruning drop and gzip ratio, QAT vs float, and the wall time of each stage ("to_finetuned": data +
+features + head + fine-tuning, what a plain ``riim train`` of this config costs). With ``--export`` the
+model is also published to a scratch registry and exported, and the parity table (PTQ int8 vs QAT int8
+among the formats) is printed. Then leave-one-out of the head-only recipe (with augmentation) on every real
+cat/dog photo available offline. Usage::
 
-    .venv/bin/python benchmarks/bench_train.py [--train-per-class 300] [--input-size 128] [--json out.json]
+    .venv/bin/python benchmarks/bench_train.py [--train-per-class 1000] [--input-size 128] [--export] [--json out.json]
 """
 from __future__ import annotations
 
@@ -23,9 +26,9 @@ FASHION = {
     "head": {"epochs": 60, "patience": 6},
     "augment": {"copies": 2, "horizontal_flip": 0.5, "max_rotate": 8.0, "color_jitter": 0.3, "blur": 0.0,
                 "noise": 0.0},
-    "finetune": {"enabled": True, "trainable_blocks": 4, "epochs": 15, "learning_rate": 3e-4, "patience": 3},
+    "finetune": {"enabled": True, "trainable_blocks": 4, "epochs": 8, "learning_rate": 3e-4, "patience": 3},
     "crossval": {"folds": 5},
-    "pruning": {"sparsities": [0.5], "epochs": 2},
+    "pruning": {"sparsities": [0.5], "epochs": 1},
     "qat": {"enabled": True, "epochs": 1},
 }
 CAT_DOG = {"input_size": 224, "data": {"min_per_class": 2, "validation_fraction": 0.0, "test_fraction": 0.0},
@@ -39,12 +42,28 @@ def fashion_folder(root: Path, train: int, val: int, test: int) -> tuple[Path, d
     return folder, {"validation_fraction": val / total, "test_fraction": test / total}
 
 
+def export_report(result: finetune.Result, folder: Path, store: Path) -> dict:
+    """Publish ``result`` to a scratch registry, export every format (QAT too) and print the parity table."""
+    from export.cli import parity_table
+    from export.exporter import export_version
+    from models.registry import Registry
+
+    registry = Registry(store)
+    version = finetune.publish(registry, "fashion", result)
+    started = time.perf_counter()
+    card = export_version(registry, "fashion", version, folder, repeats=10, log=lambda _: None)
+    print(parity_table(card["parity"]["report"]), f"\nexported in {time.perf_counter() - started:.0f} s", flush=True)
+    return {fmt: {k: row[k] for k in ("bytes", "top1_agreement", "accuracy")}
+            for fmt, row in card["parity"]["report"]["formats"].items()}
+
+
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-per-class", type=int, default=300)
-    parser.add_argument("--val-per-class", type=int, default=50)
+    parser.add_argument("--train-per-class", type=int, default=1000)
+    parser.add_argument("--val-per-class", type=int, default=100)
     parser.add_argument("--test-per-class", type=int, default=100)
     parser.add_argument("--input-size", type=int, default=128)
+    parser.add_argument("--export", action="store_true", help="Also publish, export and print the parity table.")
     parser.add_argument("--json", type=Path, help="Also write the figures as JSON here.")
     args = parser.parse_args()
 
@@ -70,10 +89,13 @@ def main() -> dict:
                                                    "gzip_bytes", "gzip_ratio")},
             "qat": {k: optimization["qat"][k] for k in ("float_test_accuracy", "qat_test_accuracy",
                                                          "accuracy_drop_pp")},
-            "seconds": result.card["training"]["seconds"],
+            "seconds": {**result.card["training"]["seconds"], "to_finetuned": round(sum(
+                result.card["training"]["seconds"].get(k, 0) for k in ("data", "features", "head", "finetune")), 1)},
             "wall_seconds": round(time.perf_counter() - started, 1),
         }
         print(json.dumps(report["fashion_mnist"], indent=2), flush=True)
+        if args.export:
+            report["fashion_mnist"]["parity"] = export_report(result, folder, Path(tmp) / "store")
 
         photos = importers.cat_dog(Path(tmp) / "catdog")
         started = time.perf_counter()

@@ -106,7 +106,10 @@ def test_cli_train_exit_codes(trained_data, tmp_path):
     assert json.loads((tmp_path / "p.json").read_text())["state"] == "failed"
 
 
-def test_stage2_pruning_and_qat(trained_data):
+def test_stage2_pruning_and_qat(trained_data, tmp_path):
+    from export import parity, tflite_export
+    from export.exporter import load_keras
+    from models.registry import Registry
     from training import config, finetune
 
     settings = config.from_dict({"input_size": 64, "head": {"epochs": 5}, "augment": {"copies": 1},
@@ -128,6 +131,16 @@ def test_stage2_pruning_and_qat(trained_data):
     qat = result.card["optimization"]["qat"]
     assert 0 <= qat["qat_test_accuracy"] <= 1 and result.qat_model is not None
     assert any("quant" in layer.name for layer in result.qat_model.layers)
+
+    registry = Registry(tmp_path / "store")  # the published QAT model loads back and converts to int8 TFLite
+    finetune.publish(registry, "qat", result)
+    reloaded = load_keras(registry.file("qat", None, "qat_keras"), qat=True)
+    batch = preprocess_batch(result.check_images, result.spec)
+    np.testing.assert_allclose(reloaded.predict(batch, verbose=0)[0], result.qat_model.predict(batch, verbose=0)[0],
+                               atol=1e-6)
+    tflite_export.keras_to_tflite(reloaded, tmp_path / "qat.tflite", "qat")
+    probabilities = parity.tflite_runner(tmp_path / "qat.tflite", 1)(batch)["probabilities"]
+    assert probabilities.shape == (len(batch), 3) and np.allclose(probabilities.sum(axis=1), 1, atol=0.02)
 
 
 def test_verdict_rule_on_measured_shapes():

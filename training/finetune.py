@@ -397,8 +397,9 @@ def publish(registry: Registry, name: str, result: Result, promote: bool | None 
         if diagnosis.plot_curves(result.curves, draft.dir / "curves.png"):
             files["curves"] = "curves.png"
         if result.qat_model is not None:
-            result.qat_model.save(draft.dir / "model_qat.keras")
-            files["qat_keras"] = "model_qat.keras"
+            # HDF5: the .keras format writes tfmot's quantize-layer variables under names it cannot load back
+            result.qat_model.save(draft.dir / "model_qat.h5")
+            files["qat_keras"] = "model_qat.h5"
         names = keras_to_onnx(result.model, draft.dir / "model.onnx")
         if sorted(names) != sorted(result.model.output_names):
             raise RuntimeError(f"ONNX outputs {names} do not match Keras outputs {result.model.output_names}")

@@ -140,7 +140,11 @@ def quantization_aware(model: keras.Model, sets: dict, spec: dict, config, class
             class_weight=class_weight, callbacks=[keras.callbacks.LambdaCallback(
                 on_epoch_end=lambda epoch, logs: progress.step(epoch + 1, config.qat.epochs))])
     accuracy = _accuracy(qat, x_test, y_test, spec, classes)
+    # tfmot renames the outputs ("quant_probabilities"); Identity layers give back the float model's names,
+    # so the QAT TFLite file is read by the same names as every other format.
+    qat = keras.Model(qat.input, [keras.layers.Identity(name=name)(output)
+                                  for name, output in zip(model.output_names, qat.outputs)], name="classifier_qat")
     return qat, {"method": "tfmot quantize_model (int8 fake-quant), then trained", "epochs": config.qat.epochs,
                  "float_test_accuracy": float_accuracy, "qat_test_accuracy": accuracy,
                  "accuracy_drop_pp": round(100 * (float_accuracy - accuracy), 2),
-                 "file": "model_qat.keras (load inside tfmot.quantization.keras.quantize_scope())"}
+                 "file": "model_qat.h5 (load inside tfmot.quantization.keras.quantize_scope())"}
