@@ -42,8 +42,8 @@ class Analyzer:
         batch = normalize(pixels, self.model.card["input"])
         return dict(zip(self.names, self.session.run(None, {"image": batch})))
 
-    def analyze(self, images: list[Image.Image], explain_it: bool, anomalies: bool, target=None,
-                overlay_format: str = "jpeg") -> tuple[list, dict]:
+    def analyze(self, images: list[Image.Image], explain_it: bool, anomalies: bool, target,
+                overlay_format: str) -> tuple[list, dict]:
         """Results as :meth:`LoadedModel.predict` gives them, plus ``explanation``/``pixel_tags`` and/or
         ``anomalies`` per image (overlays as ``overlay_format``); timings in ms."""
         card = self.model.card

@@ -97,9 +97,9 @@ def flag(name: str, default: bool) -> bool:
     raise ApiError(400, "bad_param", name=name, value=raw[:80])
 
 
-def choice(name: str, allowed: tuple[str, ...], default: str) -> str:
-    """A query or form parameter that must be one of ``allowed``."""
-    raw = request.args.get(name, request.form.get(name, default))
+def choice(name: str, allowed: tuple[str, ...]) -> str:
+    """A query or form parameter that must be one of ``allowed`` (the first when absent)."""
+    raw = request.args.get(name, request.form.get(name, allowed[0]))
     if raw.lower() not in allowed:
         raise ApiError(400, "bad_param", name=name, value=raw[:80])
     return raw.lower()
@@ -128,7 +128,7 @@ def predict():
     name = request.args.get("model", current_app.config["DEFAULT_MODEL"])
     keep = flag("store", current_app.config["STORE_UPLOADS"])
     explain_it, anomalies = flag("explain", False), flag("anomaly", False)
-    overlay_format = choice("overlay", heatmap_png.OVERLAY_FORMATS, "jpeg")
+    overlay_format = choice("overlay", heatmap_png.OVERLAY_FORMATS)
     uploads = uploaded_images()
     images = [decode(filename, data) for filename, data in uploads]
     decoded = time.perf_counter()

@@ -40,7 +40,7 @@ def class_activation_map(feature_map: np.ndarray, kernel: np.ndarray, columns, w
 
 
 def explain(card: dict, head: dict, feature_map: np.ndarray, imagenet: np.ndarray | None, target,
-            pixels: np.ndarray, overlay_format: str = "jpeg") -> dict:
+            pixels: np.ndarray, overlay_format: str) -> dict:
     """CAM of ``target`` for one image: raw grid, heatmap and overlay PNGs on the ``pixels`` the model saw."""
     columns, weights = target_columns(card, target, imagenet)
     unit = heatmap_png.normalise(class_activation_map(feature_map, head["kernel"], columns, weights))

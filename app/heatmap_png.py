@@ -42,10 +42,10 @@ def overlay(pixels: np.ndarray, unit: np.ndarray, alpha: float = 0.5) -> np.ndar
     return np.asarray(Image.blend(Image.fromarray(pixels), Image.fromarray(colorize(unit)), alpha))
 
 
-OVERLAY_FORMATS = ("jpeg", "png")
+OVERLAY_FORMATS = ("jpeg", "png")  # the first is the default
 
 
-def heatmap_and_overlay(grid_unit: np.ndarray, pixels: np.ndarray, upsample, overlay_format: str = "jpeg") -> dict:
+def heatmap_and_overlay(grid_unit: np.ndarray, pixels: np.ndarray, upsample, overlay_format: str) -> dict:
     """A [0, 1] grid map as a small heatmap PNG and an overlay (JPEG or PNG) on the ``pixels`` the model saw."""
     return {"heatmap": data_url(colorize(upsample(grid_unit, HEATMAP_SIDE))),
             "overlay": data_url(overlay(pixels, np.clip(upsample(grid_unit, pixels.shape[0]), 0, 1)),

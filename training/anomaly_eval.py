@@ -7,8 +7,8 @@ whose rectangle is the ground-truth mask. Two kinds of defect:
 - ``cutpaste`` (Li et al., 2021): a rectangle cut from elsewhere in the *same* crop, brightness/contrast
   jittered and pasted at a random place. On an irregular texture such as grass it is often invisible to a
   person too: only the seams and the jitter give it away. The hard case.
-- ``foreign``: a rectangle of *another* texture, its mean and contrast matched to the area it covers, so
-  only its structure differs — a contamination, as in the MVTec AD benchmark.
+- ``foreign``: a rectangle of *another* texture, its mean and contrast matched to the crop's, so only its
+  structure differs — a contamination, as in the MVTec AD benchmark.
 
 A :class:`~training.calibrate.PatchGaussian` is fitted on the training crops' patch vectors from the
 version's ``features.onnx``. Image AUROC ranks the images by the same image-level score serving uses
@@ -65,7 +65,7 @@ def cutpaste(image: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
 
 
 def foreign(image: np.ndarray, source: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
-    """A rectangle of the ``source`` photo, mean/std matched to the image, pasted in → (image, mask)."""
+    """A rectangle of the ``source`` photo, its mean and std matched to ``image``'s, pasted in → (image, mask)."""
     h, w = _rectangle(image.shape[0], rng)
     top, left = rng.integers(0, source.shape[0] - h + 1), rng.integers(0, source.shape[1] - w + 1)
     patch = np.asarray(Image.fromarray(source[top:top + h, left:left + w]).convert("RGB"), dtype=np.float32)
