@@ -14,9 +14,10 @@ import onnxruntime as ort
 from flask import current_app
 from PIL import Image
 
-from app import anomaly, explain, heatmap_png, network, pixel_tags, quality
+from app import explain, heatmap_png, network, pixel_tags, quality
 from app.i18n import translate
 from app.inference import LoadedModel, store
+from models import anomaly
 from models.preprocess import normalize, to_model_pixels
 
 _LOCK = threading.Lock()

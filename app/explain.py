@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from app import heatmap_png
-from app.anomaly import upsample
+from models.anomaly import upsample
 
 
 def target_columns(card: dict, target: str | int, imagenet: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

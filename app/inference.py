@@ -17,7 +17,7 @@ import onnxruntime as ort
 from flask import Flask, current_app
 from PIL import Image
 
-from app import anomaly
+from models import anomaly
 from models import card as cards
 from models.preprocess import preprocess_batch
 from models.registry import DEFAULT_ROOT, Registry

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from app import anomaly, explain, quality
+from app import explain, quality
+from models import anomaly
 from models.preprocess import preprocess
 
 OPENAPI = json.loads(open("app/openapi.json").read())

@@ -12,7 +12,7 @@ whose rectangle is the ground-truth mask. Two kinds of defect:
 
 A :class:`~training.calibrate.PatchGaussian` is fitted on the training crops' patch vectors from the
 version's ``features.onnx``. Image AUROC ranks the images by the same image-level score serving uses
-(:func:`app.anomaly.region_scores`); pixel AUROC uses every pixel of the upsampled, smoothed maps. Each
+(:func:`models.anomaly.region_scores`); pixel AUROC uses every pixel of the upsampled, smoothed maps. Each
 figure is the mean over ``seeds`` independent draws of crops and defects.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from app.anomaly import patch_vectors, region_distances, region_scores, smooth, upsample
+from models.anomaly import patch_vectors, region_distances, region_scores, smooth, upsample
 from training.calibrate import REGION_TOP_FRACTION, PatchGaussian, auroc, region_grid, run_features
 
 TEXTURES = ("brick", "grass", "gravel")

@@ -23,7 +23,7 @@ Where the images come from:
 
 The version gets ``ood.npz``, ``patches.npz``, ``network.json`` (graph description) and ``features.onnx``
 (the model plus intermediate outputs) written atomically, then its ``card.json`` replaced atomically.
-Serving scores with numpy from these files (:mod:`app.anomaly`): scikit-learn is not needed there.
+Serving scores with numpy from these files (:mod:`models.anomaly`): scikit-learn is not needed there.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from sklearn.base import BaseEstimator
 from sklearn.covariance import LedoitWolf, ShrunkCovariance
 from sklearn.metrics import roc_auc_score
 
-from app.anomaly import (OOD_SCORES, mahalanobis, ood_scores, patch_distances, patch_vectors, region_distances,
+from models.anomaly import (OOD_SCORES, mahalanobis, ood_scores, patch_distances, patch_vectors, region_distances,
                          region_scores, resample)
 from models.preprocess import normalize, to_model_pixels
 from models.registry import Registry, sha256_file, write_json_atomic

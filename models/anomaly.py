@@ -1,4 +1,4 @@
-"""Anomaly scores with numpy from a version's stored parameters (fitting is in ``training/calibrate.py``).
+"""Anomaly scores with numpy from a version's stored parameters (fitting is in calibration, on the training side).
 
 Every score grows with how unusual the input is, so one rule reads them all: *unusual when the score is
 above the card's threshold*.
