@@ -1,6 +1,9 @@
 """RIIM web application: ``create_app()`` builds a Flask app serving models from ONNX Runtime.
 
 Nothing here imports TensorFlow: serving reads the registry (``models``) and runs ONNX files.
+``create_app`` only wires the parts together; the one-off work before serving (migrations, the uploads
+check, orphaned jobs) is :func:`prepare`, run once per start by ``riim serve``, by the gunicorn master
+(never by each worker) or by the commands ``riim db upgrade``, ``riim uploads check``, ``riim jobs check``.
 """
 from __future__ import annotations
 
@@ -47,3 +50,10 @@ def create_app(config: str | dict | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     return app
+
+
+def prepare(app: Flask) -> dict:
+    """Once before serving: apply migrations, check the stored uploads, fail orphaned jobs; a report."""
+    with app.app_context():
+        db.upgrade_schema()
+        return {"uploads": storage.check(), "orphaned_jobs": jobs.check()}

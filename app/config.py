@@ -19,7 +19,6 @@ class Config:
     IMAGE_MIN_SIDE = preprocess.MIN_SIDE  # pixels
     STORE_UPLOADS = True  # keep each analysed image (a request may opt out with store=0)
     UPLOAD_RETENTION_DAYS = 30  # delete stored uploads older than this at start-up; 0 = keep forever
-    UPLOAD_CHECK_ON_START = True  # repair orphan files / dangling rows (see app.storage)
     UPLOAD_ORPHAN_GRACE_SECONDS = 600  # a file this young may belong to a transaction still running
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -34,7 +33,6 @@ class Config:
     ORT_THREADS = 0  # 0 = let ONNX Runtime decide
     DEFAULT_PRECISION = "fp32"  # ONNX served: "fp32" or "int8" (needs `riim export`; fp32 until it exists)
     MODEL_PRECISION = {}  # per model name, e.g. {"animals": "int8"} in instance/config.py
-    AUTO_MIGRATE = True  # apply database migrations when the app starts
     JSON_SORT_KEYS = False
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import click
 from flask import Flask
 from flask_migrate import Migrate, upgrade
 from flask_sqlalchemy import SQLAlchemy
@@ -34,6 +35,23 @@ class Prediction(db.Model):
 def init_app(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS))
-    if app.config["AUTO_MIGRATE"]:
-        with app.app_context():
-            upgrade(directory=str(MIGRATIONS))
+
+
+def upgrade_schema() -> None:
+    """Apply the pending migrations (inside an app context)."""
+    upgrade(directory=str(MIGRATIONS))
+
+
+@click.group("db")
+def db_cli():
+    """The SQLite database: schema migrations."""
+
+
+@db_cli.command("upgrade")
+def upgrade_command():
+    """Apply pending migrations (`make run` and `make serve` run this before serving)."""
+    from app import create_app
+
+    with create_app().app_context():
+        upgrade_schema()
+    click.echo("database schema is up to date")

@@ -1,6 +1,7 @@
 """Gunicorn settings for ``make serve`` (``gunicorn -c app/gunicorn.conf.py``).
 
 - ``RIIM_WORKERS`` worker processes, default (2 × cores) + 1, each with a few threads for slow clients.
+- :func:`on_starting` runs the one-off start-up work once, in the master, before any worker exists.
 - No preload: each worker builds the app — and its ONNX Runtime session — after the fork
   (:func:`post_worker_init` loads the default model before the worker takes requests). One ORT thread per
   worker, since the workers already share the cores.
@@ -25,6 +26,13 @@ max_requests_jitter = 500
 control_socket_disable = True  # signals (HUP, TERM) are the interface; no shared ~/.gunicorn socket
 accesslog = os.environ.get("RIIM_ACCESS_LOG")  # e.g. "-" for stdout; off by default
 errorlog = "-"
+
+
+def on_starting(server):
+    """In the master, once: migrations, the uploads check and orphaned jobs (workers only serve)."""
+    from app import create_app, prepare
+
+    server.log.info("prepared: %s", prepare(create_app()))
 
 
 def post_worker_init(worker):

@@ -6,29 +6,28 @@ linked to its predictions by ``Prediction.image_sha256``.
 
 Crash safety. :func:`save` writes the file first (temp file, fsync, ``os.replace``: idempotent for the
 same content) and adds the row to the request's transaction, committed together with the predictions.
-A crash in between leaves a file without a row; :func:`check` (at start-up and ``riim uploads check``)
+A crash in between leaves a file without a row; :func:`check` (``riim uploads check``, run before serving)
 deletes such orphans once older than ``UPLOAD_ORPHAN_GRACE_SECONDS`` (another worker may be about to
 commit), deletes rows whose file is gone, and applies the retention (``UPLOAD_RETENTION_DAYS``).
 """
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import time
 import unicodedata
-import uuid
 from pathlib import Path
 
 import click
 from flask import Blueprint, Flask, current_app, jsonify, send_file
-from sqlalchemy import DateTime, Integer, String, delete, inspect, select
+from sqlalchemy import DateTime, Integer, String, delete, select
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.auth import admin_required
 from app.db import db
 from app.errors import ApiError
+from models import atomic
 
 bp = Blueprint("uploads", __name__, url_prefix="/api/v1/uploads")
 EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
@@ -72,31 +71,12 @@ def path_for(sha256: str, extension: str) -> Path:
     return root() / sha256[:2] / f"{sha256}.{extension}"
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either nothing or all of it, also after a crash."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
 def save(sha256: str, data: bytes, image_format: str, size: tuple[int, int], filename: str | None) -> None:
     """Store the file now and add its row to the current transaction (the caller commits)."""
     extension = EXTENSIONS[image_format]
     path = path_for(sha256, extension)
     if not path.exists():
-        write_atomically(path, data)
+        atomic.write_bytes(path, data)
     db.session.execute(insert(Upload).values(
         sha256=sha256, created=dt.datetime.now(dt.timezone.utc), filename=sanitize_filename(filename),
         extension=extension, bytes=len(data), width=size[0], height=size[1],
@@ -121,7 +101,7 @@ def check(repair: bool = True, grace_seconds: float | None = None) -> dict[str, 
     report["dangling_rows"] = len(dangling)
     cutoff = time.time() - grace
     for path in root().glob("*/*") if root().is_dir() else []:
-        kind = "temp_files" if path.name.endswith(".tmp") else "orphan_files"
+        kind = "temp_files" if path.name.startswith(atomic.TEMP_PREFIX) else "orphan_files"
         if kind == "orphan_files" and rows.get(path.stem) == path.suffix[1:]:
             continue
         try:
@@ -184,7 +164,6 @@ def check_command(repair):
     """Find (and repair) orphan files, dangling rows and uploads older than the retention."""
     from app import create_app
 
-    os.environ["RIIM_UPLOAD_CHECK_ON_START"] = "0"  # this command runs the check itself
     with create_app().app_context():
         report = check(repair=repair)
     click.echo(" ".join(f"{key}={value}" for key, value in report.items()) + (" (repaired)" if repair else ""))
@@ -192,10 +171,3 @@ def check_command(repair):
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
-    if not app.config["UPLOAD_CHECK_ON_START"]:
-        return
-    with app.app_context():
-        if inspect(db.engine).has_table(Upload.__tablename__):  # not before the first migration
-            report = check()
-            if any(report[key] for key in ("orphan_files", "temp_files", "dangling_rows", "expired")):
-                app.logger.warning("uploads check repaired: %s", report)

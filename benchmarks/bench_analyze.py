@@ -15,6 +15,7 @@ import statistics
 import tempfile
 import time
 
+from cli import pipeline
 from models.registry import Registry
 from training import default_model, real_photos
 
@@ -26,15 +27,13 @@ def main() -> None:
     args = parser.parse_args()
 
     registry = Registry(args.models_dir or tempfile.mkdtemp(prefix="riim-bench-"))
-    default_model.ensure(registry)
-    if "anomaly" not in registry.card(default_model.NAME):
-        from training.calibrate import calibrate
-
-        calibrate(registry, default_model.NAME)
+    pipeline.ensure_default(registry, export=False)
     os.environ.setdefault("RIIM_INSTANCE_PATH", tempfile.mkdtemp(prefix="riim-bench-instance-"))
-    from app import create_app
+    from app import create_app, prepare
 
-    client = create_app({"MODELS_DIR": str(registry.root)}).test_client()
+    app = create_app({"MODELS_DIR": str(registry.root)})
+    prepare(app)
+    client = app.test_client()
     photos = [p.png_bytes() for p in real_photos.cat_dog_photos() + real_photos.ood_photos()]
     queries = {"plain predict": "?store=0", "full analysis (explain=1&anomaly=1)": "?store=0&explain=1&anomaly=1"}
     samples = {name: {"total": [], "server": []} for name in queries}

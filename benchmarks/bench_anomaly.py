@@ -5,7 +5,7 @@
      out-of-distribution photos — what ``riim calibrate animals`` measures;
    - a Fashion-MNIST model trained here (head only, ``--fashion-per-class`` images per class, 128²): its
      held-out test split vs the same real photos — what ``riim calibrate NAME --data DIR`` measures.
-2. Unusual-region localisation (:mod:`training.anomaly_eval`): image and pixel AUROC on held-out crops of
+2. Unusual-region localisation (:mod:`export.anomaly_eval`): image and pixel AUROC on held-out crops of
    real textures with pasted-in CutPaste and foreign-texture defects, with the default model's features.
 
 The default model is built and calibrated in ``--models`` if it is not yet (as ``make run`` does). Usage::
@@ -26,7 +26,7 @@ from models.registry import DEFAULT_ROOT, Registry
 def default_model_ood(registry: Registry) -> dict:
     from click.testing import CliRunner
 
-    from app.cli import main as riim
+    from cli.main import main as riim
 
     result = CliRunner().invoke(riim, ["models", "default", "--models-dir", str(registry.root)])
     if result.exit_code:
@@ -35,12 +35,15 @@ def default_model_ood(registry: Registry) -> dict:
 
 
 def fashion_ood(per_class: int, root: Path) -> dict:
-    from training import calibrate, config, finetune, importers
+    from cli import pipeline
+    from export import calibrate
+    from models import training_config as config
+    from training import importers
 
     folder = importers.fashion_mnist(root / "fashion", per_class)
     registry = Registry(root / "store")
     settings = config.from_dict({"input_size": 128, "augment": {"copies": 1}, "head": {"epochs": 40}})
-    finetune.train_and_publish(registry, folder, "fashion", settings)
+    pipeline.train(registry, folder, "fashion", settings)
     return calibrate.calibrate(registry, "fashion", data_dir=folder, echo=lambda *_: None)["ood"]
 
 
@@ -54,7 +57,7 @@ def main() -> dict:
 
     import onnxruntime as ort
 
-    from training import anomaly_eval
+    from export import anomaly_eval
 
     report = {}
     registry = Registry(args.models)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the browser helpers live in tests/
 
-from app import create_app  # noqa: E402
+from app import create_app, prepare  # noqa: E402
+from cli import pipeline  # noqa: E402
 from models.registry import Registry  # noqa: E402
-from export.exporter import export_version  # noqa: E402
 from tests.browser_support import chromium, guard_loopback, live_server  # noqa: E402
 from training import default_model, real_photos  # noqa: E402
 
@@ -76,14 +76,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         registry = Registry(args.models_dir or Path(scratch) / "registry")
-        default_model.ensure(registry)
-        card = registry.card(default_model.NAME)
-        if "tfjs_uint8" not in card["files"]:  # `riim export animals` (all formats + parity report)
-            card = export_version(registry, default_model.NAME, repeats=3)
+        card = registry.card(default_model.NAME, pipeline.ensure_default(registry, calibrate=False))
         photos = real_photos.cat_dog_photos() + real_photos.ood_photos()
         payload = [{"name": p.name, "png": base64.b64encode(p.png_bytes()).decode("ascii")} for p in photos]
         app = create_app({"MODELS_DIR": str(registry.root), "RATELIMIT_ENABLED": False, "STORE_UPLOADS": False,
                           "SQLALCHEMY_DATABASE_URI": f"sqlite:///{Path(scratch) / 'riim.sqlite3'}"})
+        prepare(app)
         with live_server(app) as url, chromium() as browser:
             context = browser.new_context()
             outside = guard_loopback(context)

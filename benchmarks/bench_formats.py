@@ -18,12 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from cli import pipeline
 from export import parity
-from export.cli import parity_table
 from export.exporter import export_version
 from export.heldout import evaluation_set
+from models import training_config as config
+from models.card import parity_table
 from models.registry import Registry
-from training import config, default_model, finetune, importers
+from training import default_model, importers
 
 
 def throughput(path: Path, batch: np.ndarray, threads: int = 2, rounds: int = 3) -> float:
@@ -65,14 +67,14 @@ def main() -> None:
     registry = Registry(work / "store")
 
     started = time.perf_counter()
-    default_model.build(registry)
+    pipeline.build_default(registry, full=False)
     export_version(registry, default_model.NAME, repeats=args.repeats)
     print(f"default model built + exported in {time.perf_counter() - started:.0f} s")
 
     data_dir = importers.fashion_mnist(work / "fashion", 40, ("bag", "sneaker", "trouser"))
     settings = config.from_dict({"input_size": 96, "head": {"epochs": 20}, "augment": {"copies": 1}})
     started = time.perf_counter()
-    finetune.train_and_publish(registry, data_dir, "fashion", settings)
+    pipeline.train(registry, data_dir, "fashion", settings)
     export_version(registry, "fashion", data_dir=data_dir, repeats=args.repeats)
     print(f"fine-tuned model trained + exported in {time.perf_counter() - started:.0f} s")
 

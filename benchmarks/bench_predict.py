@@ -17,6 +17,7 @@ import time
 import numpy as np
 import onnxruntime as ort
 
+from cli import pipeline
 from models.preprocess import preprocess
 from models.registry import Registry
 from training import default_model, real_photos
@@ -48,7 +49,7 @@ def main() -> None:
 
     registry = Registry(args.models_dir or tempfile.mkdtemp(prefix="riim-bench-"))
     photos = real_photos.cat_dog_photos() + real_photos.ood_photos()
-    default_model.ensure(registry)
+    pipeline.ensure_default(registry, export=False, calibrate=False)
     card = registry.card(default_model.NAME)
     inputs = [preprocess(p.image, card["input"])[None] for p in photos]
     print(f"model {card['name']}:{card['version']}  input {card['input']['size']}²  {len(inputs)} real photos")

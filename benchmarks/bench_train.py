@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from training import config, finetune, importers
+from models import training_config as config
+from training import finetune, importers
 
 FASHION = {
     "head": {"epochs": 60, "patience": 6},
@@ -44,8 +45,8 @@ def fashion_folder(root: Path, train: int, val: int, test: int) -> tuple[Path, d
 
 def export_report(result: finetune.Result, folder: Path, store: Path) -> dict:
     """Publish ``result`` to a scratch registry, export every format (QAT too) and print the parity table."""
-    from export.cli import parity_table
     from export.exporter import export_version
+    from models.card import parity_table
     from models.registry import Registry
 
     registry = Registry(store)

@@ -1,4 +1,4 @@
-"""``riim export NAME[:VERSION]`` and the parity table that ``riim models show`` prints."""
+"""``riim export NAME[:VERSION]`` and ``riim calibrate NAME[:VERSION]``: the export side's commands."""
 from __future__ import annotations
 
 import time
@@ -6,29 +6,10 @@ import time
 import click
 
 from export.browser import BrowserError
+from models.card import parity_table
 from models.registry import DEFAULT_ROOT, Registry, RegistryError
 
 ERRORS = (RegistryError, ValueError, BrowserError)  # what `riim export` reports as a message, not a traceback
-COLUMNS = ("format", "MiB", "top-1", "answer", "inet top-1", "max|Δp|", "mean|Δp|", "accuracy", "latency p50/p95 ms")
-
-
-def parity_table(report: dict) -> str:
-    """The card's ``parity.report`` as a fixed-width text table, one row per format."""
-    rows = [COLUMNS]
-    for fmt, row in report["formats"].items():
-        inet = row.get("imagenet_top1_agreement")
-        rows.append((fmt, f"{row['bytes'] / 2**20:.2f}", f"{row['top1_agreement']:.3f}", f"{row['answer_agreement']:.3f}",
-                     "-" if inet is None else f"{inet:.3f}", f"{row['max_abs_dp']:.2g}", f"{row['mean_abs_dp']:.2g}",
-                     "-" if row["accuracy"] is None else f"{row['accuracy']:.3f}",
-                     "  ".join(f"{k} {v['p50']:.1f}/{v['p95']:.1f}" for k, v in row["latency_ms"].items())))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS) - 1)]
-    images = ", ".join(f"{k} {v}" for k, v in report["images"].items())
-    lines = [f"parity vs {report['reference']} on '{report['output']}' ({images}; int8 calibrated on "
-             f"{report['calibration']['images']} {report['calibration']['source']}):"]
-    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
-    return "\n".join(lines)
-
-
 def export_ref(ref: str, models_dir: str, data_dir: str | None, repeats: int) -> dict:
     """Export NAME[:VERSION]; returns the new card (raises one of :data:`ERRORS` on bad input)."""
     from export.exporter import export_version  # TensorFlow only when something is exported
@@ -57,3 +38,29 @@ def export(ref, data_dir, repeats, models_dir):
         raise click.ClickException(str(error)) from None
     click.echo(parity_table(card["parity"]["report"]))
     click.echo(f"{card['name']}:{card['version']} exported in {time.perf_counter() - started:.0f} s")
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False),
+              help="Folder the version was trained on (fine-tuned models; the default model uses real photos).")
+@click.option("--copies", default=8, show_default=True, help="Augmented copies per photo (default model).")
+@click.option("--models-dir", default=str(DEFAULT_ROOT), show_default=True, envvar="RIIM_MODELS_DIR",
+              help="Model registry folder.")
+def calibrate(ref, data_dir, copies, models_dir):
+    """Fit the out-of-distribution and unusual-region detectors of NAME[:VERSION] (on its exported ONNX
+    model) and add them to it."""
+    from export import calibrate as calibration  # scikit-learn and onnx: the train extra
+    from models.card import CardError
+
+    name, _, version = ref.partition(":")
+    try:
+        anomaly = calibration.calibrate(Registry(models_dir), name, version or None, data_dir, copies=copies,
+                                        echo=click.echo)
+    except (RegistryError, CardError, calibration.CalibrationError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{name}: unknown when {anomaly['ood']['score']} > {anomaly['ood']['threshold']:.4g}; "
+               f"OOD AUROC {anomaly['ood']['auroc']}")
+
+
+COMMANDS = (export, calibrate)

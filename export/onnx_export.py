@@ -1,10 +1,14 @@
-"""Keras → ONNX with tf2onnx (output names kept), and static int8 quantization with ONNX Runtime."""
+"""Keras → ONNX with tf2onnx (output names kept), checked against Keras on real images, and static int8
+quantization with ONNX Runtime."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 
+from models.preprocess import preprocess
+from models.registry import Registry
 from training.tf import tf
 
 OPSET = 17
@@ -18,6 +22,33 @@ def keras_to_onnx(model, path: Path, opset: int = OPSET) -> list[str]:
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset,
                                           output_path=str(path))
     return [output.name for output in proto.graph.output]
+
+
+def check_onnx(model, onnx_path: Path, spec: dict, images) -> dict:
+    """Run Keras and ONNX Runtime on real images; max |Δ| per output (the conversion must be faithful)."""
+    import onnxruntime as ort
+
+    batch = np.stack([preprocess(image, spec) for image in images])
+    expected = model.predict(batch, verbose=0)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    got = dict(zip(names, session.run(None, {"image": batch})))
+    diffs = {name: float(np.max(np.abs(got[name] - want))) for name, want in zip(model.output_names, expected)}
+    return {"images": len(images), "max_abs_diff": diffs}
+
+
+def add_onnx(registry: Registry, name: str, version: str, model, check_images) -> None:
+    """Add ``model.onnx`` (what serving runs) to a published version, with the Keras-vs-ONNX check on
+    ``check_images`` (RGB PIL images) in the card's ``parity.onnx_fp32_vs_keras``."""
+    with registry.amend(name, version) as draft:
+        started = time.perf_counter()
+        names = keras_to_onnx(model, draft.dir / "model.onnx")
+        if sorted(names) != sorted(model.output_names):
+            raise RuntimeError(f"ONNX outputs {names} do not match Keras outputs {model.output_names}")
+        check = check_onnx(model, draft.dir / "model.onnx", draft.card["input"], check_images)
+        draft.card["parity"] = {**draft.card.get("parity", {}), "onnx_fp32_vs_keras": {
+            **check, "export_seconds": round(time.perf_counter() - started, 1)}}
+        draft.card["files"]["onnx"] = "model.onnx"
 
 
 class CalibrationReader:

@@ -50,3 +50,23 @@ def decide(card: dict, probabilities, ood_score: float | None = None) -> tuple[s
     if "ood" in policy and ood_score is not None and ood_score > policy["ood"]["threshold"]:
         return "unknown", True
     return card["labels"][best], False
+
+
+PARITY_COLUMNS = ("format", "MiB", "top-1", "answer", "inet top-1", "max|Δp|", "mean|Δp|", "accuracy", "latency p50/p95 ms")
+
+
+def parity_table(report: dict) -> str:
+    """The card's ``parity.report`` as a fixed-width text table, one row per format."""
+    rows = [PARITY_COLUMNS]
+    for fmt, row in report["formats"].items():
+        inet = row.get("imagenet_top1_agreement")
+        rows.append((fmt, f"{row['bytes'] / 2**20:.2f}", f"{row['top1_agreement']:.3f}", f"{row['answer_agreement']:.3f}",
+                     "-" if inet is None else f"{inet:.3f}", f"{row['max_abs_dp']:.2g}", f"{row['mean_abs_dp']:.2g}",
+                     "-" if row["accuracy"] is None else f"{row['accuracy']:.3f}",
+                     "  ".join(f"{k} {v['p50']:.1f}/{v['p95']:.1f}" for k, v in row["latency_ms"].items())))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(PARITY_COLUMNS) - 1)]
+    images = ", ".join(f"{k} {v}" for k, v in report["images"].items())
+    lines = [f"parity vs {report['reference']} on '{report['output']}' ({images}; int8 calibrated on "
+             f"{report['calibration']['images']} {report['calibration']['source']}):"]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
+    return "\n".join(lines)

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from models import atomic
 from models import card as card_schema
 
 DEFAULT_ROOT = Path(__file__).resolve().parent / "store"
@@ -42,21 +43,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def write_json_atomic(path: Path, data) -> None:
-    """Write JSON to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 class Draft:
@@ -134,7 +120,8 @@ class Registry:
 
         On exit the files named in ``draft.card["files"]`` (format → file name) get their sha256 and
         size, ``name``/``version``/``created`` are set, the card is validated and the directory is
-        renamed into place. ``promote`` defaults to "only if the model has no current version yet".
+        renamed into place. ``promote`` defaults to "only if the model has no current version yet"; a
+        version without an ``onnx`` file (training's Keras output, before export) is never promoted.
         """
         if not _NAME.fullmatch(name):
             raise RegistryError(f"invalid model name {name!r}: use a-z, 0-9, '-' and '_'")
@@ -151,14 +138,17 @@ class Registry:
                 draft.card["files"] = {fmt: self._describe(staging, entry)
                                        for fmt, entry in draft.card.get("files", {}).items()}
                 card_schema.validate(draft.card)
-                write_json_atomic(staging / "card.json", draft.card)
+                servable = "onnx" in draft.card["files"]
+                if promote and not servable:
+                    raise RegistryError(f"{name}: a version without an ONNX model cannot be promoted")
+                atomic.write_json(staging / "card.json", draft.card)
                 for path in staging.rglob("*"):
                     if path.is_file():
                         os.chmod(path, 0o444)  # versions are immutable
                 os.chmod(staging, 0o755)
                 os.rename(staging, model_dir / "versions" / version)
                 draft.version = version
-                if promote or (promote is None and self.current(name) is None):
+                if servable and (promote or (promote is None and self.current(name) is None)):
                     self._set_current(name, version)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -197,15 +187,19 @@ class Registry:
                     for path in [staging / top, *(staging / top).rglob("*")]:
                         os.chmod(path, 0o755 if path.is_dir() else 0o444)
                     os.replace(staging / top, target)
-                write_json_atomic(directory / "card.json", draft.card)
+                atomic.write_json(directory / "card.json", draft.card)
                 os.chmod(directory / "card.json", 0o444)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
     def promote(self, name: str, version: str) -> None:
-        """Make ``version`` the current one (atomic pointer switch, remembered for rollback)."""
+        """Make ``version`` the current one (atomic pointer switch, remembered for rollback); it must
+        have the ONNX file that serving runs."""
         with self._lock(name):
-            self._set_current(name, self.resolve(name, version))
+            version = self.resolve(name, version)
+            if "onnx" not in self.card(name, version)["files"]:
+                raise RegistryError(f"{name}:{version} has no ONNX model to serve yet; run `riim export {name}:{version}`")
+            self._set_current(name, version)
 
     def rollback(self, name: str) -> str:
         """Return to the version that was current before the current one; returns it."""
@@ -214,7 +208,7 @@ class Registry:
             if len(history) < 2:
                 raise RegistryError(f"model {name!r} has no earlier promoted version to roll back to")
             history = history[:-1]
-            write_json_atomic(self._model_dir(name) / "current.json",
+            atomic.write_json(self._model_dir(name) / "current.json",
                               {"version": history[-1], "history": history})
             return history[-1]
 
@@ -228,7 +222,7 @@ class Registry:
         history = self.pointer(name)["history"]
         if not history or history[-1] != version:
             history = history + [version]
-        write_json_atomic(self._model_dir(name) / "current.json", {"version": version, "history": history})
+        atomic.write_json(self._model_dir(name) / "current.json", {"version": version, "history": history})
 
     @staticmethod
     def _describe(directory: Path, entry) -> dict:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from app import create_app
+from app import create_app, prepare
 from models.registry import Registry
 from training import real_photos
 
@@ -17,10 +17,11 @@ def photos():
 @pytest.fixture(scope="session")
 def default_registry(tmp_path_factory, photos):
     """A registry holding the real default "animals" model (ImageNet weights → ONNX), built once."""
-    from training import default_model
+    from cli import pipeline
 
     registry = Registry(tmp_path_factory.mktemp("registry"))
-    default_model.build(registry, check_images=[photos["skimage/chelsea"].image, photos["skimage/coffee"].image])
+    pipeline.build_default(registry, check_images=[photos["skimage/chelsea"].image, photos["skimage/coffee"].image],
+                           full=False)
     return registry
 
 
@@ -41,19 +42,20 @@ def trained_registry(tmp_path_factory, trained_data):
     """(registry, name): a tiny REAL fine-tuned model, trained once per session (~20 s) on ``trained_data``.
 
     Head-only (frozen EfficientNet-Lite0 + Dropout → Dense softmax) at 96², published as ``fashion:v1``
-    (current) by :func:`training.finetune.train_and_publish`. Card: ``labels`` = ["bag", "sneaker",
-    "trouser"], ``input`` = backbone.input_spec(96), ``unknown_policy`` max_probability_below 0.5,
+    (current) by :func:`cli.pipeline.train`. Card: ``labels`` = ["bag", "sneaker", "trouser"],
+    ``input`` = backbone.input_spec(96), ``unknown_policy`` max_probability_below 0.5,
     ``outputs`` probabilities / imagenet_probabilities / embedding / feature_map, ``tags`` (ImageNet top-5),
     ``training`` (config, dataset fingerprint, split hashes), ``metrics`` (test, validation, curves,
     diagnosis, 3-fold ``crossval``). Files: ``onnx``, ``keras``, ``head`` (head.npz: ``kernel`` (1280, 3),
     ``bias`` (3,)), ``imagenet_labels``, ``curves`` (PNG).
     """
-    from training import config, finetune
+    from cli import pipeline
+    from models import training_config as config
 
     registry = Registry(tmp_path_factory.mktemp("trained-registry"))
     settings = config.from_dict({"input_size": 96, "head": {"epochs": 20}, "augment": {"copies": 1},
                                  "crossval": {"folds": 3}})
-    finetune.train_and_publish(registry, trained_data, "fashion", settings)
+    pipeline.train(registry, trained_data, "fashion", settings)
     return registry, "fashion"
 
 
@@ -71,10 +73,17 @@ def exported_registry(tmp_path_factory, default_registry):
     return registry
 
 
+def serving_app(config: dict):
+    """``create_app(config)`` then the start-up work a server does once (migrations, checks)."""
+    application = create_app(config)
+    prepare(application)
+    return application
+
+
 @pytest.fixture
 def app(default_registry, tmp_path, monkeypatch):
     monkeypatch.setenv("RIIM_INSTANCE_PATH", str(tmp_path / "instance"))
-    return create_app({"MODELS_DIR": str(default_registry.root)})
+    return serving_app({"MODELS_DIR": str(default_registry.root)})
 
 
 @pytest.fixture

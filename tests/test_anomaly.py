@@ -11,9 +11,9 @@ import pytest
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 
+from export.calibrate import MahalanobisOOD, auroc, threshold_at_tpr
 from models import card as cards
 from models.registry import Registry
-from training.calibrate import MahalanobisOOD, auroc, threshold_at_tpr
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ def calibrated(default_registry, tmp_path_factory):
     """A copy of the default registry, calibrated with `riim calibrate animals --copies 2`."""
     from click.testing import CliRunner
 
-    from app.cli import main
+    from cli.main import main
 
     root = tmp_path_factory.mktemp("calibrated") / "store"
     shutil.copytree(default_registry.root, root)
@@ -35,10 +35,10 @@ def calibrated(default_registry, tmp_path_factory):
 
 @pytest.fixture
 def calibrated_client(calibrated, tmp_path, monkeypatch):
-    from app import create_app
+    from tests.conftest import serving_app
 
     monkeypatch.setenv("RIIM_INSTANCE_PATH", str(tmp_path / "instance"))
-    return create_app({"MODELS_DIR": str(calibrated.root)}).test_client()
+    return serving_app({"MODELS_DIR": str(calibrated.root)}).test_client()
 
 
 def predict(client, photo, query="?anomaly=1&explain=1&store=0"):
@@ -89,8 +89,10 @@ def test_serving_needs_neither_sklearn_nor_onnx(calibrated, photos):
     code = textwrap.dedent(f"""
         import io, os, sys, tempfile
         os.environ["RIIM_INSTANCE_PATH"] = tempfile.mkdtemp()
-        from app import create_app
-        client = create_app({{"MODELS_DIR": {str(calibrated.root)!r}}}).test_client()
+        from app import create_app, prepare
+        app = create_app({{"MODELS_DIR": {str(calibrated.root)!r}}})
+        prepare(app)
+        client = app.test_client()
         from PIL import Image
         buffer = io.BytesIO(); Image.new("RGB", (64, 64), (200, 90, 30)).save(buffer, format="PNG")
         response = client.post("/api/v1/predict?anomaly=1&explain=1&store=0",
@@ -118,7 +120,7 @@ def test_mahalanobis_estimator_on_real_digits():
 def test_pasted_defects_are_found_on_real_textures(calibrated):
     import onnxruntime as ort
 
-    from training import anomaly_eval
+    from export import anomaly_eval
 
     card = calibrated.card("animals")
     session = ort.InferenceSession(str(calibrated.file("animals", None, "features")), providers=["CPUExecutionProvider"])

@@ -172,8 +172,9 @@ def test_serving_never_imports_tensorflow(default_registry, photos, tmp_path):
     script = textwrap.dedent(f"""
         import io, os, sys
         os.environ["RIIM_INSTANCE_PATH"] = {str(tmp_path / "instance")!r}
-        from app import create_app
+        from app import create_app, prepare
         app = create_app({{"MODELS_DIR": {str(default_registry.root)!r}}})
+        prepare(app)
         data = {{"image": (io.BytesIO(open({str(image)!r}, "rb").read()), "chelsea.png")}}
         response = app.test_client().post("/api/v1/predict", data=data, content_type="multipart/form-data")
         assert response.status_code == 200, response.get_data(as_text=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import create_app
 from models.preprocess import load_image, to_model_pixels
+from tests.conftest import serving_app
 from tests.browser_support import ARTIFACTS, chromium, guard_loopback, live_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -25,7 +25,7 @@ TIMEOUT_MS = 60_000
 def web_app(exported_registry, tmp_path_factory):
     """The app serving the default model with every export (TF.js float16 + uint8) and its parity report."""
     instance = tmp_path_factory.mktemp("browser-instance")
-    return create_app({"MODELS_DIR": str(exported_registry.root), "RATELIMIT_ENABLED": False,
+    return serving_app({"MODELS_DIR": str(exported_registry.root), "RATELIMIT_ENABLED": False,
                        "STORE_UPLOADS": False, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{instance / 'riim.sqlite3'}"})
 
 

@@ -1,7 +1,7 @@
 """The `riim models` commands on a real registry, through click's runner (as a user types them)."""
 from click.testing import CliRunner
 
-from app.cli import main
+from cli.main import main
 from models.registry import Registry
 from tests.test_registry import publish
 
@@ -35,3 +35,21 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
         assert result.exit_code != 0 and message in result.output, (args, result.output)
         assert "Traceback" not in result.output
     assert "no models" in riim("models", "list", "--models-dir", str(tmp_path / "empty")).output
+
+
+def test_create_app_is_inert_the_start_up_work_is_run_by_commands(tmp_path, monkeypatch):
+    from sqlalchemy import inspect
+
+    from app import create_app
+    from app.db import db
+
+    monkeypatch.setenv("RIIM_INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.setenv("RIIM_MODELS_DIR", str(tmp_path / "store"))
+    app = create_app()
+    with app.app_context():
+        assert inspect(db.engine).get_table_names() == []  # building an app (a worker) migrates nothing
+    assert riim("db", "upgrade").output == "database schema is up to date\n"
+    with app.app_context():
+        assert {"upload", "prediction", "job"} <= set(inspect(db.engine).get_table_names())
+    assert riim("uploads", "check").output.startswith("uploads=0 ")
+    assert riim("jobs", "check").output == "0 orphaned job(s) marked failed\n"

@@ -7,7 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from training import config, data, importers
+from models import training_config as config
+from training import data, importers
 
 
 @pytest.fixture(scope="module")

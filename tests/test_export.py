@@ -145,7 +145,7 @@ def test_test_split_of_a_trained_model_joins_the_evaluation(trained_registry, tr
 def test_models_show_prints_the_parity_table(exported_registry):
     from click.testing import CliRunner
 
-    from app.cli import main
+    from cli.main import main
 
     result = CliRunner().invoke(main, ["models", "show", "animals", "--models-dir", str(exported_registry.root)])
     assert result.exit_code == 0, result.output

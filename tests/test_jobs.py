@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from app import create_app
-from app.jobs import ACTIVE, better, classification_metrics
+from app.jobs import ACTIVE
+from cli.job_driver import better, classification_metrics
 from models.registry import Registry
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, serving_app
 from tests.test_labelling import fashion_pngs, upload
 
 API = "/api/v1/labelling"
@@ -37,7 +37,7 @@ def job_app(default_registry, tmp_path, monkeypatch):
     shutil.copytree(default_registry.root, tmp_path / "store")
     settings = {"MODELS_DIR": str(tmp_path / "store"), "LABEL_HOLDOUT_EVERY": 4, "JOBS_TRAIN_CONFIG": TINY,
                 "JOBS_EXPORT_REPEATS": 3}
-    app = create_app(settings)
+    app = serving_app(settings)
     app.settings = settings
     yield app
     from app.db import db
@@ -145,7 +145,7 @@ def test_label_train_export_serve_then_retrain_across_a_web_restart(job_app, tmp
     label_project(client, "shop", 4, offset=8)
     second = client.post("/api/v1/jobs", json={"project": "shop"}).json
     assert second["parent_version"] == "v1"
-    restarted = create_app(job_app.settings)  # a new web process: same database, same registry
+    restarted = serving_app(job_app.settings)  # a new web process: same database, same registry
     client = login(restarted)
     assert client.get(f"/api/v1/jobs/{second['id']}").json["state"] in ("queued", "running")
     second = wait(client, second["id"], lambda j: j["state"] not in ("queued", "running"))
@@ -194,7 +194,7 @@ def test_kill_9_of_the_job_process_marks_it_failed_and_frees_the_slot(job_app):
     assert "shop" not in Registry(job_app.settings["MODELS_DIR"]).models() or \
         Registry(job_app.settings["MODELS_DIR"]).versions("shop") == []
     # a new web process finds nothing running, and the slot is free again
-    restarted = login(create_app(job_app.settings))
+    restarted = login(serving_app(job_app.settings))
     assert restarted.get(f"/api/v1/jobs/{job['id']}").json["state"] == "failed"
     again = restarted.post("/api/v1/jobs", json={"project": "shop", "config": {"head": {"epochs": 1}}})
     assert again.status_code == 202

@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 
-from app import create_app
 from models.registry import Registry
+from tests.conftest import serving_app
 
 pytestmark = pytest.mark.slow
 YEAR = 365 * 24 * 3600
@@ -36,7 +36,7 @@ def app(two_versions, tmp_path, monkeypatch):
     registry = Registry(tmp_path / "store")
     shutil.copytree(two_versions.root, registry.root)
     monkeypatch.setenv("RIIM_INSTANCE_PATH", str(tmp_path / "instance"))
-    return create_app({"MODELS_DIR": str(registry.root)})
+    return serving_app({"MODELS_DIR": str(registry.root)})
 
 
 @pytest.mark.parametrize("path", ["/", "/network", "/models"])

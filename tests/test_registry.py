@@ -38,7 +38,7 @@ def test_card_error_lists_every_bad_field():
         cards.validate(card)
     text = "\n".join(error.value.problems)
     assert "name:" in text and "version:" in text and "input/size:" in text
-    assert "'labels' is a required property" in text and "files: 'onnx' is a required property" in text
+    assert "'labels' is a required property" in text and "files: {} is not valid under any" in text
     assert len(error.value.problems) == 5
 
 
@@ -100,3 +100,29 @@ def test_invalid_names_are_refused(tmp_path):
         publish(registry, name="../escape")
     with pytest.raises(RegistryError, match="unknown model"):
         registry.versions("missing")
+
+
+def test_a_keras_only_version_is_published_but_never_served_until_it_has_onnx(tmp_path):
+    registry = Registry(tmp_path)
+    with registry.publish("pets", copy.deepcopy(CARD)) as draft:  # what training publishes
+        (draft.dir / "model.keras").write_bytes(b"keras bytes")
+        draft.card["files"] = {"keras": "model.keras"}
+    assert draft.version == "v1" and registry.current("pets") is None
+    with pytest.raises(RegistryError, match="no ONNX model"):
+        registry.promote("pets", "v1")
+    with registry.amend("pets", "v1") as amend:  # what export adds
+        (amend.dir / "model.onnx").write_bytes(b"onnx bytes")
+        amend.card["files"]["onnx"] = "model.onnx"
+    registry.promote("pets", "v1")
+    assert registry.current("pets") == "v1" and registry.file("pets", "v1", "onnx").read_bytes() == b"onnx bytes"
+
+
+def test_amend_never_replaces_a_file(tmp_path):
+    registry = Registry(tmp_path)
+    publish(registry)
+    with pytest.raises(RegistryError, match="immutable"):
+        with registry.amend("pets", "v1") as draft:
+            (draft.dir / "model.onnx").write_bytes(b"other bytes")
+            draft.card["files"]["onnx_again"] = "model.onnx"
+    assert registry.file("pets", "v1", "onnx").read_bytes() == b"onnx bytes"
+    assert not any(p.name.startswith(".amend-") for p in registry.path("pets", "v1").iterdir())

@@ -13,9 +13,9 @@ from sqlalchemy import select
 
 from app import create_app
 from app.auth import User
-from app.cli import main as riim
 from app.db import db
-from tests.conftest import ADMIN
+from cli.main import main as riim
+from tests.conftest import ADMIN, serving_app
 
 # Endpoints that change state without an admin login, each for a stated reason.
 PUBLIC_WRITES = {
@@ -122,7 +122,7 @@ def test_production_cookies_are_secure_httponly_samesite(default_registry, tmp_p
 
 def test_rate_limit_is_per_client(default_registry, tmp_path, monkeypatch, photos):
     monkeypatch.setenv("RIIM_INSTANCE_PATH", str(tmp_path / "instance"))
-    app = create_app({"MODELS_DIR": str(default_registry.root), "RATE_LIMIT_PREDICT": "2 per minute"})
+    app = serving_app({"MODELS_DIR": str(default_registry.root), "RATE_LIMIT_PREDICT": "2 per minute"})
     client = app.test_client()
 
     def predict(address):
@@ -141,7 +141,7 @@ def test_readiness_reports_the_loaded_model(client, tmp_path, monkeypatch):
     response = client.get("/api/v1/ready")
     assert response.status_code == 200 and response.json["model"]["name"] == "animals"
     monkeypatch.setenv("RIIM_INSTANCE_PATH", str(tmp_path / "empty-instance"))
-    empty = create_app({"MODELS_DIR": str(tmp_path / "no-models")}).test_client().get("/api/v1/ready")
+    empty = serving_app({"MODELS_DIR": str(tmp_path / "no-models")}).test_client().get("/api/v1/ready")
     assert empty.status_code == 503 and empty.json["error"]["code"] == "model_unavailable"
 
 

@@ -10,14 +10,14 @@ import threading
 import numpy as np
 import pytest
 
-from app import create_app
-from app.inference import LoadedModel, ModelStore
+from app.inference import ModelStore
 from models.registry import Registry
+from tests.conftest import serving_app
 
 
 def make_app(registry, tmp_path, monkeypatch, **config):
     monkeypatch.setenv("RIIM_INSTANCE_PATH", str(tmp_path / "instance"))
-    return create_app({"MODELS_DIR": str(registry.root), "RATELIMIT_ENABLED": False, **config})
+    return serving_app({"MODELS_DIR": str(registry.root), "RATELIMIT_ENABLED": False, **config})
 
 
 def post(client, photos, *names, **query):

@@ -17,9 +17,11 @@ from click.testing import CliRunner
 from sqlalchemy import select, update
 
 from app import create_app, storage
-from app.cli import main as riim
 from app.db import Prediction, db
 from app.storage import Upload
+from cli.main import main as riim
+from models import atomic
+from tests.conftest import serving_app
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
@@ -77,10 +79,11 @@ def test_a_refused_request_stores_nothing(app, client, photos):
 
 CRASH = textwrap.dedent("""
     import io, os, sys
-    from app import create_app
+    from app import create_app, prepare
     from app.db import db
 
     app = create_app({"MODELS_DIR": sys.argv[1]})
+    prepare(app)
     db.session.commit = lambda: os._exit(3)  # the process dies after the file, before the row
     with open(sys.argv[2], "rb") as handle:
         data = {"image": (io.BytesIO(handle.read()), "crash.png")}
@@ -98,14 +101,14 @@ def test_crash_between_file_and_row_is_repaired_at_start(default_registry, tmp_p
     crashed = subprocess.run([sys.executable, "-c", CRASH, str(default_registry.root), str(image)], env=env,
                              cwd=REPO, capture_output=True, text=True, timeout=120)
     assert crashed.returncode == 3, crashed.stderr[-2000:]
-    app = create_app({"MODELS_DIR": str(default_registry.root), "UPLOAD_CHECK_ON_START": False})
+    app = create_app({"MODELS_DIR": str(default_registry.root)})  # no start-up work: nothing repaired yet
     (orphan,) = stored_files(app)
     assert rows(app) == [] and rows(app, Prediction) == []  # nothing committed
     with app.app_context():
         young = storage.check(repair=True)  # within the grace period: maybe another worker's transaction
     assert young["orphan_files"] == 0 and orphan.exists()
     os.utime(orphan, (time.time() - 3600,) * 2)
-    restarted = create_app({"MODELS_DIR": str(default_registry.root)})  # the start-up check repairs
+    restarted = serving_app({"MODELS_DIR": str(default_registry.root)})  # the start-up check repairs
     assert stored_files(restarted) == [] and rows(restarted) == []
 
 

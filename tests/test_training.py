@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
 
-from app.cli import main
+from cli.main import main
 from models import card as card_schema
 from models.preprocess import load_image, preprocess_batch
 from training import data, diagnosis, importers
@@ -109,8 +109,9 @@ def test_cli_train_exit_codes(trained_data, tmp_path):
 def test_stage2_pruning_and_qat(trained_data, tmp_path):
     from export import parity, tflite_export
     from export.exporter import load_keras
+    from models import training_config as config
     from models.registry import Registry
-    from training import config, finetune
+    from training import finetune
 
     settings = config.from_dict({"input_size": 64, "head": {"epochs": 5}, "augment": {"copies": 1},
                                  "finetune": {"enabled": True, "trainable_blocks": 1, "epochs": 2},

@@ -10,7 +10,7 @@ import albumentations as A
 import numpy as np
 from PIL import Image
 
-from training.config import AugmentConfig
+from models.training_config import AugmentConfig
 
 
 def pipeline(config: AugmentConfig, size: int, seed: int = 0) -> A.Compose:

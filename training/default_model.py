@@ -9,13 +9,11 @@ map (explanations), so serving needs nothing but ONNX Runtime.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from models.preprocess import preprocess
 from models.registry import Registry
 from training import real_photos
 
@@ -94,65 +92,38 @@ def base_card(model: "keras.Model", input_size: int) -> dict:
     }
 
 
-def check_onnx(model: "keras.Model", onnx_path: Path, spec: dict, images) -> dict:
-    """Run Keras and ONNX Runtime on real images; max |Δ| per output (the export must be faithful)."""
-    import onnxruntime as ort
-
-    batch = np.stack([preprocess(image, spec) for image in images])
-    expected = model.predict(batch, verbose=0)
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    names = [output.name for output in session.get_outputs()]
-    got = dict(zip(names, session.run(None, {"image": batch})))
-    diffs = {name: float(np.max(np.abs(got[name] - want))) for name, want in zip(model.output_names, expected)}
-    return {"images": len(images), "max_abs_diff": diffs}
+def check_photos() -> list:
+    """Two real photos (a cat and an espresso, scikit-image) that prove a conversion is faithful."""
+    return [real_photos.photo(name).image for name in ("skimage/chelsea", "skimage/coffee")]
 
 
-def build(registry: Registry, input_size: int = 224, check_images=None) -> str:
-    """Build, export, check and publish the default model; returns the new version.
-
-    ``check_images`` (RGB PIL images) are run through Keras and ONNX Runtime to prove the export is
-    faithful; by default two real photos (a cat and an espresso) from scikit-image.
-    """
-    if check_images is None:
-        check_images = [real_photos.photo(name).image for name in ("skimage/chelsea", "skimage/coffee")]
-    from export.onnx_export import keras_to_onnx
-
-    steps = tqdm(total=5, desc="animals", unit="step", bar_format="{desc}: {n}/{total} {bar} {elapsed}")
+def build(registry: Registry, input_size: int = 224) -> tuple[str, "keras.Model"]:
+    """Build the default model and publish it (Keras, head, ImageNet labels), not promoted; returns
+    (version, model). Serving needs its ONNX file, added by the export step before promotion."""
+    steps = tqdm(total=3, desc="animals", unit="step", bar_format="{desc}: {n}/{total} {bar} {elapsed}")
     steps.set_description("loading ImageNet weights")
     model = build_keras_model(input_size)
     steps.update()
-    with registry.publish(NAME, base_card(model, input_size), promote=True) as draft:
+    with registry.publish(NAME, base_card(model, input_size), promote=False) as draft:
         steps.set_description("saving Keras model")
         model.save(draft.dir / "model.keras")
         (draft.dir / LABELS_FILE.name).write_text(LABELS_FILE.read_text())
         write_head(model.get_layer("logits"), draft.dir / HEAD_FILE)
         steps.update()
-        steps.set_description("exporting ONNX (tf2onnx)")
-        started = time.perf_counter()
-        names = keras_to_onnx(model, draft.dir / "model.onnx")
-        if sorted(names) != sorted(model.output_names):
-            raise RuntimeError(f"ONNX outputs {names} do not match Keras outputs {model.output_names}")
-        steps.update()
-        steps.set_description("checking ONNX against Keras")
-        draft.card["parity"] = {"onnx_fp32_vs_keras": check_onnx(model, draft.dir / "model.onnx",
-                                                                   draft.card["input"], check_images)}
-        draft.card["parity"]["onnx_fp32_vs_keras"]["export_seconds"] = round(time.perf_counter() - started, 1)
-        steps.update()
         steps.set_description("publishing")
-        draft.card["files"] = {"onnx": "model.onnx", "keras": "model.keras",
-                               "imagenet_labels": LABELS_FILE.name, "head": HEAD_FILE}
+        draft.card["files"] = {"keras": "model.keras", "imagenet_labels": LABELS_FILE.name, "head": HEAD_FILE}
     steps.update()
     steps.close()
-    return draft.version
+    return draft.version, model
 
 
-def ensure(registry: Registry, check_images=None) -> tuple[str, bool]:
-    """The current default version, building it first if there is none; returns (version, built)."""
+def current(registry: Registry) -> str | None:
+    """The current default version if it was built by today's recipe, else None."""
     if NAME in registry.models() and registry.current(NAME):
         card = registry.card(NAME)
         if card.get("training", {}).get("recipe") == RECIPE:
-            return card["version"], False
-    return build(registry, check_images=check_images), True
+            return card["version"]
+    return None
 
 
 def labels() -> list[str]:

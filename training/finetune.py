@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +35,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
+from models import atomic
 from models.preprocess import load_image
-from models.registry import Registry, write_json_atomic
+from models.registry import Registry
+from models.training_config import HeadConfig, TrainConfig
 from training import augment, backbone, crossval, data, default_model, diagnosis
-from training.config import HeadConfig, TrainConfig
 from training.progress import Progress
 from training.tf import keras
 
@@ -119,12 +119,11 @@ class Checkpoints:
         return self
 
     def save(self, model, epoch: int, history: dict, done: bool = False) -> None:
-        tmp = self.dir / f".{self.stage}.tmp.weights.h5"
-        model.save_weights(tmp)
-        os.replace(tmp, self.dir / f"{self.stage}.weights.h5")
+        with atomic.replacing(self.dir / f"{self.stage}.weights.h5") as temp:
+            model.save_weights(temp)
         self.state["stages"][self.stage] = {"epoch": epoch, "done": done,
                                             "history": {k: [float(v) for v in vs] for k, vs in history.items()}}
-        write_json_atomic(self.dir / "state.json", self.state)
+        atomic.write_json(self.dir / "state.json", self.state)
 
     def restore(self, stage: str, model) -> dict | None:
         """Load the stage's weights into ``model``; returns its saved state or ``None``."""
@@ -140,9 +139,8 @@ class Checkpoints:
             with np.load(path) as stored:
                 return {k: stored[k] for k in stored.files}
         arrays = compute()
-        tmp = self.dir / f".{name}.tmp.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        with atomic.replacing(path) as temp:
+            np.savez(temp, **arrays)
         return arrays
 
 
@@ -323,7 +321,7 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
     optimization = {}
     qat_model = None
     if config.pruning.sparsities or config.qat.enabled:
-        from training import prune  # tensorflow-model-optimization is imported only when asked for
+        from training import prune, qat  # tensorflow-model-optimization is imported only when asked for
 
         stamp = time.perf_counter()
         sets = {name: (pixels[ids], labels[ids]) for name, ids in zip(data.SPLITS, (train_ids, val_ids, test_ids))}
@@ -332,7 +330,7 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
             seconds["pruning"] = time.perf_counter() - stamp
         if config.qat.enabled:
             stamp = time.perf_counter()
-            qat_model, optimization["qat"] = prune.quantization_aware(model, sets, spec, config, weights, progress)
+            qat_model, optimization["qat"] = qat.quantization_aware(model, sets, spec, config, weights, progress)
             seconds["qat"] = time.perf_counter() - stamp
 
     seconds["total"] = time.perf_counter() - started
@@ -363,11 +361,9 @@ def description(classes: list[str], fingerprint: str) -> dict:
             "en": f"EfficientNet-Lite0 fine-tuned on your images: {names} (data {fingerprint[:12]})."}
 
 
-def publish(registry: Registry, name: str, result: Result, promote: bool | None = None,
-            progress: Progress | None = None) -> str:
-    """Write model.keras, model.onnx, head.npz (+ ImageNet labels, curves.png, QAT model) as a new version."""
-    from export.onnx_export import keras_to_onnx
-
+def publish(registry: Registry, name: str, result: Result, progress: Progress | None = None) -> str:
+    """Write model.keras, head.npz (+ ImageNet labels, curves.png, QAT model) as a new version, not
+    promoted: serving needs its ONNX file, which the export step adds before promotion."""
     progress = progress or Progress(bars=False)
     threshold = result.config.unknown_threshold
     card = {
@@ -386,9 +382,9 @@ def publish(registry: Registry, name: str, result: Result, promote: bool | None 
     }
     if result.keeps_imagenet:
         card["tags"] = {"output": "imagenet_probabilities", "top_k": 5, "labels_file": default_model.LABELS_FILE.name}
-    with registry.publish(name, card, promote=promote) as draft:
+    with registry.publish(name, card, promote=False) as draft:
         progress.stage("publish")
-        files = {"onnx": "model.onnx", "keras": "model.keras", "head": default_model.HEAD_FILE}
+        files = {"keras": "model.keras", "head": default_model.HEAD_FILE}
         result.model.save(draft.dir / "model.keras")
         default_model.write_head(result.model.get_layer("probabilities"), draft.dir / default_model.HEAD_FILE)
         if result.keeps_imagenet:
@@ -400,19 +396,5 @@ def publish(registry: Registry, name: str, result: Result, promote: bool | None 
             # HDF5: the .keras format writes tfmot's quantize-layer variables under names it cannot load back
             result.qat_model.save(draft.dir / "model_qat.h5")
             files["qat_keras"] = "model_qat.h5"
-        names = keras_to_onnx(result.model, draft.dir / "model.onnx")
-        if sorted(names) != sorted(result.model.output_names):
-            raise RuntimeError(f"ONNX outputs {names} do not match Keras outputs {result.model.output_names}")
-        draft.card["parity"] = {"onnx_fp32_vs_keras": default_model.check_onnx(
-            result.model, draft.dir / "model.onnx", result.spec, result.check_images)}
         draft.card["files"] = files
     return draft.version
-
-
-def train_and_publish(registry: Registry, data_dir, name: str, config: TrainConfig, work_dir=None,
-                      progress: Progress | None = None, promote: bool | None = None) -> str:
-    progress = progress or Progress(bars=False)
-    result = train(data_dir, config, work_dir, progress)
-    version = publish(registry, name, result, promote, progress)
-    progress.finish(version=version, test_accuracy=result.card["metrics"].get("test", {}).get("accuracy"))
-    return version

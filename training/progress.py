@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from models.registry import write_json_atomic
+from models import atomic
 
 log = logging.getLogger("riim.training")
 
@@ -38,7 +38,7 @@ class Progress:
         self.state["elapsed_seconds"] = round(time.monotonic() - self.started, 1)
         self.state["updated"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         if self.path:
-            write_json_atomic(self.path, self.state)
+            atomic.write_json(self.path, self.state)
         log.info(json.dumps({key: value for key, value in self.state.items() if key != "updated"}))
 
     def stage(self, name: str, total: int | None = None, unit: str = "epoch") -> None:

@@ -10,7 +10,7 @@ whose rectangle is the ground-truth mask. Two kinds of defect:
 - ``foreign``: a rectangle of *another* texture, its mean and contrast matched to the crop's, so only its
   structure differs — a contamination, as in the MVTec AD benchmark.
 
-A :class:`~training.calibrate.PatchGaussian` is fitted on the training crops' patch vectors from the
+A :class:`~export.calibrate.PatchGaussian` is fitted on the training crops' patch vectors from the
 version's ``features.onnx``. Image AUROC ranks the images by the same image-level score serving uses
 (:func:`models.anomaly.region_scores`); pixel AUROC uses every pixel of the upsampled, smoothed maps. Each
 figure is the mean over ``seeds`` independent draws of crops and defects.
@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from export.calibrate import REGION_TOP_FRACTION, PatchGaussian, auroc, region_grid, run_features
 from models.anomaly import patch_vectors, region_distances, region_scores, smooth, upsample
-from training.calibrate import REGION_TOP_FRACTION, PatchGaussian, auroc, region_grid, run_features
 
 TEXTURES = ("brick", "grass", "gravel")
 DEFECTS = ("cutpaste", "foreign")

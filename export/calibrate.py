@@ -21,16 +21,16 @@ Where the images come from:
   card's config and checked against the split hashes in the card; detectors are fitted on the training
   split, the threshold set on the validation split and the AUROC measured on the test split.
 
-The version gets ``ood.npz``, ``patches.npz``, ``network.json`` (graph description) and ``features.onnx``
-(the model plus intermediate outputs) written atomically, then its ``card.json`` replaced atomically.
-Serving scores with numpy from these files (:mod:`models.anomaly`): scikit-learn is not needed there.
+Calibration runs on the exported ONNX model, after ``riim export`` has written it. The version gets
+``ood.npz``, ``patches.npz``, ``network.json`` (graph description) and ``features.onnx`` (the model plus
+intermediate outputs) through :meth:`models.registry.Registry.amend`, which never replaces a file: a
+version is calibrated once. Serving scores with numpy from these files (:mod:`models.anomaly`):
+scikit-learn is not needed there.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +39,18 @@ from sklearn.base import BaseEstimator
 from sklearn.covariance import LedoitWolf, ShrunkCovariance
 from sklearn.metrics import roc_auc_score
 
-from models.anomaly import (OOD_SCORES, mahalanobis, ood_scores, patch_distances, patch_vectors, region_distances,
-                         region_scores, resample)
+from models.anomaly import (
+    OOD_SCORES,
+    mahalanobis,
+    ood_scores,
+    patch_distances,
+    patch_vectors,
+    region_distances,
+    region_scores,
+    resample,
+)
 from models.preprocess import normalize, to_model_pixels
-from models.registry import Registry, sha256_file, write_json_atomic
+from models.registry import Registry
 
 TPR = 0.95
 REGION_TOP_FRACTION = 0.05  # a defect covers a few per cent of an image
@@ -212,7 +220,7 @@ def folder_images(card: dict, root: Path, max_per_split: int, seed: int = 0) -> 
 
 
 def ood_photos(card: dict) -> np.ndarray:
-    """Real photos of none of the model's classes (DESIGN.md §4), as uint8 model pixels."""
+    """Real photos of none of the model's classes (docs/design.md, real data), as uint8 model pixels."""
     from training import real_photos
 
     photos = [p for p in real_photos.cat_dog_photos() + real_photos.ood_photos() if p.label not in card["labels"]]
@@ -221,8 +229,8 @@ def ood_photos(card: dict) -> np.ndarray:
 
 def augmented(pixels: np.ndarray, copies: int, seed: int) -> np.ndarray:
     """``copies`` augmented versions of every image, (N * copies, S, S, 3), image-major."""
+    from models.training_config import AugmentConfig
     from training import augment
-    from training.config import AugmentConfig
 
     transform = augment.pipeline(AugmentConfig(), pixels.shape[1], seed)
     return np.stack([transform(image=image)["image"] for image in pixels for _ in range(copies)])
@@ -260,8 +268,10 @@ def calibrate(registry: Registry, name: str, version: str | None = None, data_di
     from export import onnx_graph
 
     version = registry.resolve(name, version)
-    directory = registry.path(name, version)
     card = registry.card(name, version)
+    if "anomaly" in card:
+        raise CalibrationError(f"{name}:{version} is already calibrated and versions are immutable; "
+                               "publish a new version to calibrate again")
     if data_dir is None and not card.get("label_mapping"):
         raise CalibrationError(f"{name}:{version} was trained on your images: give the folder with --data")
     ind = default_photos(card) if data_dir is None else folder_images(card, Path(data_dir), max_per_split, seed)
@@ -270,8 +280,8 @@ def calibrate(registry: Registry, name: str, version: str | None = None, data_di
     echo("describing the ONNX graph and writing the feature-map variant")
     onnx_path = registry.file(name, version, "onnx")
     network = onnx_graph.describe(onnx_path)
-    with tempfile.TemporaryDirectory(dir=directory.parent.parent, prefix=".calibrate-") as scratch:
-        features_tmp = Path(scratch) / FILES["features"]
+    with registry.amend(name, version) as draft:
+        features_tmp = draft.dir / FILES["features"]
         layers = onnx_graph.with_feature_outputs(onnx_path, features_tmp, onnx_graph.feature_blocks(network))
         session = ort.InferenceSession(str(features_tmp), providers=["CPUExecutionProvider"])
         echo(f"running the network on {len(ind.pixels)} in-distribution images (+{copies} augmented copies each)")
@@ -309,12 +319,9 @@ def calibrate(registry: Registry, name: str, version: str | None = None, data_di
         region_threshold = threshold_at_tpr(np.concatenate(held_regions))
         echo(f"OOD AUROC {aurocs} → {best} (threshold {threshold:.4g} at {TPR:.0%} TPR)")
 
-        files = {"features": features_tmp}
-        for key, arrays in (("ood", ood.parameters()), ("patches", patches.parameters(grid))):
-            files[key] = Path(scratch) / FILES[key]
-            np.savez(files[key], **arrays)
-        files["network"] = Path(scratch) / FILES["network"]
-        files["network"].write_text(json.dumps({**network, "feature_layers": layers}, indent=1))
+        np.savez(draft.dir / FILES["ood"], **ood.parameters())
+        np.savez(draft.dir / FILES["patches"], **patches.parameters(grid))
+        (draft.dir / FILES["network"]).write_text(json.dumps({**network, "feature_layers": layers}, indent=1))
         anomaly = {
             "calibrated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "data": {"description": ind.description, "images": int(len(ind.pixels)), "augmented_copies": copies,
@@ -326,26 +333,9 @@ def calibrate(registry: Registry, name: str, version: str | None = None, data_di
                         "layers": [layer["block"] for layer in region_layers(layers)],
                         "position_shrinkage": position_shrinkage, "shrinkage": round(patches.shrinkage_, 4)},
         }
-        store(registry, name, version, files, anomaly, layers)
+        draft.card["files"].update(FILES)
+        draft.card["anomaly"] = anomaly
+        draft.card["network"] = {"file": "network", "feature_layers": layers}
+        draft.card["unknown_policy"]["ood"] = {"score": best, "threshold": threshold}
     return anomaly
 
-
-def store(registry: Registry, name: str, version: str, files: dict[str, Path], anomaly: dict,
-          layers: list[dict]) -> None:
-    """Move ``files`` into the version (each renamed atomically, read-only), then replace its card."""
-    from models import card as cards
-
-    directory = registry.path(name, version)
-    card = registry.card(name, version)
-    for key, source in files.items():
-        target = directory / FILES[key]
-        os.chmod(source, 0o444)
-        os.replace(source, target)  # same file system: an atomic rename over any older file
-        card["files"][key] = {"path": target.name, "sha256": sha256_file(target), "bytes": target.stat().st_size}
-    ood = anomaly["ood"]
-    card["anomaly"] = anomaly
-    card["network"] = {"file": "network", "feature_layers": layers}
-    card["unknown_policy"]["ood"] = {"score": ood["score"], "threshold": ood["threshold"]}
-    cards.validate(card)
-    write_json_atomic(directory / "card.json", card)
-    os.chmod(directory / "card.json", 0o444)

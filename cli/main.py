@@ -1,0 +1,25 @@
+"""``riim``: one command line composed of the commands each layer defines (see docs/design.md)."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from app import auth, db, jobs, storage
+from app import cli as app_cli
+from cli import commands
+from export import cli as export_cli
+from training import cli as training_cli
+
+
+@click.group()
+def main():
+    """RIIM — Reconocimiento Inteligente de Imágenes / Intelligent Image Recognition."""
+
+
+for command in (*app_cli.COMMANDS, auth.users_cli, storage.uploads_cli, db.db_cli, jobs.jobs_cli,
+                *training_cli.COMMANDS, *export_cli.COMMANDS, *commands.COMMANDS):
+    main.add_command(command)
+
+if __name__ == "__main__":
+    sys.exit(main())
