@@ -7,7 +7,7 @@ the LayersModel route (edge model call p50 40 vs 76 ms, benchmarks/bench_edge.py
 ``model.execute(x, ["probabilities", …])`` maps them to the graph's nodes through the ``signature`` of
 ``model.json``.
 
-tensorflowjs 4.22 is installed with ``--no-deps`` (its pins conflict with TensorFlow 2.21, DESIGN.md §7):
+tensorflowjs 4.22 is installed with ``--no-deps`` (its pins conflict with TensorFlow 2.21, docs/design.md §7):
 its package ``__init__`` imports the JAX converter and the SavedModel converter imports TensorFlow Decision
 Forests, neither of which a tf_keras SavedModel conversion uses. :func:`_converter` registers empty
 placeholder modules for those two names — and only those — before importing the converter. This is the one

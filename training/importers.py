@@ -1,4 +1,4 @@
-"""Write the real bundled data of DESIGN.md §4 as image folders (one sub-folder per class) to train on.
+"""Write the real bundled data of docs/design.md §7 as image folders (one sub-folder per class) to train on.
 
 - :func:`cat_dog` — the real cat and dog photos of :mod:`training.real_photos`;
 - :func:`ood` — the out-of-distribution photos (neither cat nor dog), in one class folder;

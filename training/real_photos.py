@@ -1,4 +1,4 @@
-"""Real photos that ship inside installed packages (DESIGN.md §4) — for demos, tests and benchmarks.
+"""Real photos that ship inside installed packages (docs/design.md §7) — for demos, tests and benchmarks.
 
 Cat/dog photos: scikit-image's ``chelsea``; foolbox's CIFAR-10 (label 3 = cat, 5 = dog) and ImageNet
 (label 151–268 = a dog breed, 281–285 = a cat) samples, whose label is the last number of the file name;
