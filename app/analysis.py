@@ -14,7 +14,7 @@ import onnxruntime as ort
 from flask import current_app
 from PIL import Image
 
-from app import explain, heatmap_png, network, pixel_tags, quality
+from app import explain, map_images, network, pixel_tags, quality
 from app.i18n import translate
 from app.inference import LoadedModel, store
 from models import anomaly
@@ -110,7 +110,7 @@ class Analyzer:
         unusual = score > threshold
         return {"score": round(score, 4), "threshold": round(threshold, 4), "method": "padim",
                 "anomalous": unusual, "reason": translate(f"analysis.regions_{'yes' if unusual else 'no'}"),
-                **heatmap_png.heatmap_and_overlay(unit, pixels, anomaly.upsample, overlay_format)}
+                **map_images.heatmap_and_overlay(unit, pixels, anomaly.upsample, overlay_format)}
 
     def feature_maps(self, image: Image.Image, count: int) -> list[dict]:
         layers = self.model.card.get("network", {}).get("feature_layers")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request, send_file
 
-from app import analysis, device, heatmap_png, network, storage
+from app import analysis, device, map_images, network, storage
 from app.auth import admin_required
 from app.db import Prediction, db
 from app.errors import ApiError
@@ -128,7 +128,7 @@ def predict():
     name = request.args.get("model", current_app.config["DEFAULT_MODEL"])
     keep = flag("store", current_app.config["STORE_UPLOADS"])
     explain_it, anomalies = flag("explain", False), flag("anomaly", False)
-    overlay_format = choice("overlay", heatmap_png.OVERLAY_FORMATS)
+    overlay_format = choice("overlay", map_images.OVERLAY_FORMATS)
     uploads = uploaded_images()
     images = [decode(filename, data) for filename, data in uploads]
     decoded = time.perf_counter()

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from app import heatmap_png
+from app import map_images
 from models.anomaly import upsample
+from models.decision import normalise_map
 
 
 def target_columns(card: dict, target: str | int, imagenet: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -43,10 +44,10 @@ def explain(card: dict, head: dict, feature_map: np.ndarray, imagenet: np.ndarra
             pixels: np.ndarray, overlay_format: str) -> dict:
     """CAM of ``target`` for one image: raw grid, heatmap and overlay PNGs on the ``pixels`` the model saw."""
     columns, weights = target_columns(card, target, imagenet)
-    unit = heatmap_png.normalise(class_activation_map(feature_map, head["kernel"], columns, weights))
+    unit = normalise_map(class_activation_map(feature_map, head["kernel"], columns, weights))
     return {
         "class": target if isinstance(target, str) else {"imagenet_index": target},
         "method": "cam",
         "grid": np.round(unit, 3).tolist(),
-        **heatmap_png.heatmap_and_overlay(unit, pixels, upsample, overlay_format),
+        **map_images.heatmap_and_overlay(unit, pixels, upsample, overlay_format),
     }

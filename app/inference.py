@@ -17,8 +17,7 @@ import onnxruntime as ort
 from flask import Flask, current_app
 from PIL import Image
 
-from models import anomaly
-from models import card as cards
+from models import anomaly, decision
 from models.preprocess import preprocess_batch
 from models.registry import DEFAULT_ROOT, Registry
 
@@ -85,7 +84,7 @@ class LoadedModel:
         ood = self.ood_scores(outputs)
         results = []
         for index, row in enumerate(probabilities):
-            label, unknown = cards.decide(self.card, row, None if ood is None else float(ood[index]))
+            label, unknown = decision.decide(self.card, row, None if ood is None else float(ood[index]))
             result = {
                 "label": label,
                 "unknown": unknown,
@@ -98,8 +97,7 @@ class LoadedModel:
         return results
 
     def top_tags(self, scores: np.ndarray) -> list[dict]:
-        top = np.argsort(scores)[::-1][: self.card["tags"]["top_k"]]
-        return [{"label": self.tag_labels[i], "index": int(i), "probability": float(scores[i])} for i in top]
+        return decision.top_k_tags(self.card, scores, self.tag_labels)
 
 
 def card_stamp(registry: Registry, name: str, version: str) -> int:

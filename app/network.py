@@ -10,10 +10,9 @@ import json
 
 import numpy as np
 
-from app import heatmap_png
+from app import map_images
+from models import decision
 from models.registry import Registry
-
-TILE_MIN_SIDE = 56  # small maps are enlarged (nearest neighbour) so each cell stays visible
 
 
 def description(registry: Registry, name: str, version: str) -> dict:
@@ -21,15 +20,10 @@ def description(registry: Registry, name: str, version: str) -> dict:
 
 
 def tiles(feature_map: np.ndarray, count: int) -> list[dict]:
-    """The ``count`` most active channels of one (C, H, W) map as PNG tiles, each scaled to its maximum."""
-    means = feature_map.mean(axis=(1, 2))
-    repeat = max(1, -(-TILE_MIN_SIDE // feature_map.shape[-1]))
-    out = []
-    for channel in np.argsort(means)[::-1][:count]:
-        unit = heatmap_png.normalise(feature_map[channel]).repeat(repeat, axis=0).repeat(repeat, axis=1)
-        out.append({"channel": int(channel), "mean": round(float(means[channel]), 4),
-                    "png": heatmap_png.data_url(heatmap_png.colorize(unit))})
-    return out
+    """The ``count`` most active channels of one (C, H, W) map as PNG tiles (:mod:`models.decision`)."""
+    return [{"channel": channel, "mean": round(mean, 4),
+             "png": map_images.data_url(decision.colorize(decision.tile(feature_map[channel])))}
+            for channel, mean in decision.select_tiles(feature_map, count)]
 
 
 def feature_maps(layers: list[dict], outputs: dict[str, np.ndarray], index: int, count: int) -> list[dict]:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import jsonschema
 
+from models.decision import decide  # noqa: F401 — the decision rule lives in models.decision
+
 SCHEMA_PATH = Path(__file__).with_name("card.schema.json")
 
 
@@ -36,20 +38,6 @@ def validate(card: dict) -> dict:
     if problems:
         raise CardError(problems)
     return card
-
-
-def decide(card: dict, probabilities, ood_score: float | None = None) -> tuple[str, bool]:
-    """Apply the card's unknown policy to one probability vector → (label or "unknown", is_unknown).
-
-    With a calibrated ``ood`` rule in the policy, ``ood_score`` (that rule's score for the image) above its
-    threshold also means "unknown"."""
-    policy = card["unknown_policy"]
-    best = max(range(len(card["labels"])), key=lambda i: probabilities[i])
-    if policy["rule"] == "max_probability_below" and probabilities[best] < policy["threshold"]:
-        return "unknown", True
-    if "ood" in policy and ood_score is not None and ood_score > policy["ood"]["threshold"]:
-        return "unknown", True
-    return card["labels"][best], False
 
 
 PARITY_COLUMNS = ("format", "MiB", "top-1", "answer", "inet top-1", "max|Δp|", "mean|Δp|", "accuracy", "latency p50/p95 ms")
