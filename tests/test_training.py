@@ -134,8 +134,8 @@ def test_stage2_pruning_and_qat(trained_data, tmp_path):
     assert any("quant" in layer.name for layer in result.qat_model.layers)
 
     registry = Registry(tmp_path / "store")  # the published QAT model loads back and converts to int8 TFLite
-    finetune.publish(registry, "qat", result)
-    reloaded = load_keras(registry.file("qat", None, "qat_keras"), qat=True)
+    version = finetune.publish(registry, "qat", result)
+    reloaded = load_keras(registry.file("qat", version, "qat_keras"), qat=True)
     batch = preprocess_batch(result.check_images, result.spec)
     np.testing.assert_allclose(reloaded.predict(batch, verbose=0)[0], result.qat_model.predict(batch, verbose=0)[0],
                                atol=1e-6)
