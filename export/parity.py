@@ -17,6 +17,7 @@ import numpy as np
 from export import browser
 from export.heldout import ImageSet
 from models import card as cards
+from models import metrics
 
 THREADS = (1, 2)
 WARMUP = 2
@@ -72,15 +73,15 @@ def compare(card: dict, reference: dict, got: dict, expected: list[str]) -> dict
     """Agreement, |Δp| and accuracy of ``got`` against the Keras ``reference`` outputs."""
     name = card["outputs"]["probabilities"]
     want, have = reference[name], got[name]
-    delta = np.abs(have - want)
-    answers = lambda rows: [cards.decide(card, p)[0] for p in rows]  # noqa: E731 — label or "unknown"
-    row = {"top1_agreement": float(np.mean(want.argmax(1) == have.argmax(1))),
-           "answer_agreement": float(np.mean(np.array(answers(want)) == np.array(answers(have)))),
-           "max_abs_dp": float(delta.max()), "mean_abs_dp": float(delta.mean()),
-           "accuracy": float(np.mean(np.array(answers(have)) == np.array(expected)))}
+    keras_answers, answers = ([cards.decide(card, p)[0] for p in rows] for rows in (want, have))  # label/"unknown"
+    row = {"top1_agreement": metrics.top1_agreement(want, have),
+           "answer_agreement": metrics.accuracy(keras_answers, answers),  # Keras's answers taken as the truth
+           "max_abs_dp": metrics.max_abs_difference(want, have),
+           "mean_abs_dp": metrics.mean_abs_difference(want, have),
+           "accuracy": metrics.accuracy(expected, answers)}
     imagenet = card["outputs"].get("imagenet_probabilities")
     if imagenet in reference and imagenet in got:
-        row["imagenet_top1_agreement"] = float(np.mean(reference[imagenet].argmax(1) == got[imagenet].argmax(1)))
+        row["imagenet_top1_agreement"] = metrics.top1_agreement(reference[imagenet], got[imagenet])
     return row
 
 

@@ -1,4 +1,4 @@
-"""Classification metrics and cross-validation of the stage-1 recipe (frozen backbone + trained head).
+"""Cross-validation of the stage-1 recipe (frozen backbone + trained head); metrics from :mod:`models.metrics`.
 
 Folds are stratified by class and grouped by content hash (scikit-learn ``StratifiedGroupKFold``), so
 identical images never sit on both sides. Each fold trains a fresh head on the cached embeddings of its
@@ -9,24 +9,17 @@ originals. Leave-one-out holds out one distinct image at a time (for tiny sets).
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold
 
+from models import metrics
 from training.data import DatasetError
 
 
 def summarize(y_true, probabilities, classes: list[str], paths: list[str]) -> dict:
-    """Accuracy, macro-F1, the confusion matrix and, per non-empty cell, the files that landed there."""
-    y_true = np.asarray(y_true)
-    y_pred = np.asarray(probabilities).argmax(axis=1)
-    matrix = confusion_matrix(y_true, y_pred, labels=range(len(classes)))
-    cells: dict[str, dict[str, list[str]]] = {}
-    for path, true, pred in zip(paths, y_true, y_pred):
-        cells.setdefault(classes[true], {}).setdefault(classes[pred], []).append(path)
-    return {"images": int(len(y_true)), "accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
-            "macro_f1": round(float(f1_score(y_true, y_pred, average="macro", labels=range(len(classes)),
-                                             zero_division=0)), 4),
-            "confusion": {"labels": classes, "matrix": matrix.tolist(), "files": cells}}
+    """:func:`models.metrics.summary` of the argmax of ``probabilities`` against class indices ``y_true``."""
+    truth = [classes[i] for i in y_true]
+    predicted = [classes[i] for i in np.asarray(probabilities).argmax(axis=1)]
+    return metrics.summary(truth, predicted, classes, paths)
 
 
 def folds(labels, groups, n_folds: int, leave_one_out: bool, seed: int):
