@@ -9,11 +9,12 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: setup run serve test models clean-models help
+.PHONY: setup run serve test test-fast models clean-models help
 help:
 	@echo "make run    set up, build the default model if needed, serve http://$(HOST):$(PORT)"
 	@echo "make serve  production serving with gunicorn ((2 x cores) + 1 workers, RIIM_WORKERS=N)"
 	@echo "make test   set up and run the whole test suite"
+	@echo "make test-fast  set up and run the tests that need no TensorFlow (under 2 minutes)"
 	@echo "make setup  only the set-up (idempotent)"
 
 setup: $(BIN)/.installed $(VENDOR)/.vendored system-packages
@@ -75,6 +76,12 @@ serve: models
 test: setup
 	@echo "==> running the test suite"
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Everything that needs no TensorFlow: serving runs a tiny ONNX model (tests/tiny_model.py); a test that
+# imports TensorFlow anyway fails (tests/conftest.py).
+test-fast: setup
+	@echo "==> running the fast tests (no TensorFlow)"
+	@$(BIN)/python -m pytest -m "not tensorflow" $(PYTEST_ARGS)
 
 clean-models:
 	rm -rf models/store
