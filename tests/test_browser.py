@@ -81,10 +81,9 @@ def analyze(page, name: str, data: bytes):
 
 def wait_until(page, predicate: str, timeout_s: float = TIMEOUT_MS / 1000):
     """Poll a JS predicate (page.wait_for_function would need an eval, which the page's CSP forbids)."""
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate(predicate):
-        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
-        time.sleep(0.1)
+    from tests.support import wait_until as poll
+
+    poll(lambda: page.evaluate(predicate), timeout_s, f"waiting for {predicate}", interval=0.1)
 
 
 def screenshot(page, name: str):

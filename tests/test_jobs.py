@@ -6,7 +6,6 @@ import io
 import os
 import shutil
 import signal
-import time
 
 import pytest
 
@@ -14,6 +13,7 @@ from app.jobs import ACTIVE
 from cli.job_driver import better, classification_metrics
 from models.registry import Registry
 from tests.conftest import ADMIN, serving_app
+from tests.support import wait_until
 from tests.test_labelling import fashion_pngs, upload
 
 API = "/api/v1/labelling"
@@ -31,10 +31,12 @@ def test_metrics_and_the_better_rule():
 
 
 @pytest.fixture
-def job_app(default_registry, tmp_path, monkeypatch):
-    """An app on its own registry copy (jobs publish into it), holding out every 4th labelled image."""
+def job_app(tiny_registry, tmp_path, monkeypatch):
+    """An app on its own registry copy (jobs publish into it), holding out every 4th labelled image. The
+    uploads are analysed by the tiny model (tests/tiny_model.py); jobs fine-tune EfficientNet-Lite0, in a
+    child process: tests that run one are marked ``tensorflow``."""
     monkeypatch.setenv("RIIM_INSTANCE_PATH", str(tmp_path / "instance"))
-    shutil.copytree(default_registry.root, tmp_path / "store")
+    shutil.copytree(tiny_registry.root, tmp_path / "store")
     settings = {"MODELS_DIR": str(tmp_path / "store"), "LABEL_HOLDOUT_EVERY": 4, "JOBS_TRAIN_CONFIG": TINY,
                 "JOBS_EXPORT_REPEATS": 3}
     app = serving_app(settings)
@@ -76,25 +78,27 @@ def label_project(client, name: str, per_class: int, offset: int = 0, classes=("
 
 
 def wait(client, job_id: int, until, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/v1/jobs/{job_id}").json
-        if until(job):
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s:\n"
-                         + client.get(f"/api/v1/jobs/{job_id}/log").get_data(as_text=True)[-3000:])
+    """The job once ``until(job)`` holds; fails with its state and log after ``timeout`` seconds."""
+    last = {}
+
+    def seen():
+        last["job"] = client.get(f"/api/v1/jobs/{job_id}").json
+        return last["job"] if until(last["job"]) else None
+
+    return wait_until(seen, timeout, lambda: f"job {job_id} is {last['job']['state']}:\n"
+                      + client.get(f"/api/v1/jobs/{job_id}/log").get_data(as_text=True)[-3000:], interval=0.5)
 
 
-def group_gone(pid: int, timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.2)
-    return False
+def group_alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_group_gone(pid: int, timeout: float = 20) -> None:
+    wait_until(lambda: not group_alive(pid), timeout, f"process group {pid} is still running")
 
 
 def test_not_enough_labels_and_bad_config_are_4xx(job_app):
@@ -110,6 +114,7 @@ def test_not_enough_labels_and_bad_config_are_4xx(job_app):
 
 
 @pytest.mark.slow
+@pytest.mark.tensorflow
 def test_label_train_export_serve_then_retrain_across_a_web_restart(job_app, tmp_path):
     """Acceptance: 3 classes × 8 real images labelled → v1 trained, exported (TF.js), promoted, served and
     right on new images; 4 more per class → v2 trained while the web app restarts, evaluated next to v1 on
@@ -168,13 +173,14 @@ def start_and_wait_for_training(client) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.tensorflow
 def test_cancel_mid_run_kills_the_group_and_publishes_nothing(job_app):
     client = login(job_app)
     job = start_and_wait_for_training(client)
     assert job["state"] == "running"
     cancelled = client.post(f"/api/v1/jobs/{job['id']}/cancel").json
     assert cancelled["state"] == "cancelled" and cancelled["error"] == "cancelled by admin"
-    assert group_gone(job_pid(job_app, job["id"]))
+    wait_group_gone(job_pid(job_app, job["id"]))
     assert "shop" not in Registry(job_app.settings["MODELS_DIR"]).models() or \
         Registry(job_app.settings["MODELS_DIR"]).versions("shop") == []
     assert client.get(f"/api/v1/jobs/{job['id']}").json["state"] == "cancelled"
@@ -182,6 +188,7 @@ def test_cancel_mid_run_kills_the_group_and_publishes_nothing(job_app):
 
 
 @pytest.mark.slow
+@pytest.mark.tensorflow
 def test_kill_9_of_the_job_process_marks_it_failed_and_frees_the_slot(job_app):
     client = login(job_app)
     job = start_and_wait_for_training(client)
@@ -189,8 +196,7 @@ def test_kill_9_of_the_job_process_marks_it_failed_and_frees_the_slot(job_app):
     os.kill(pid, signal.SIGKILL)  # the driver dies; its `riim train` child is still running
     failed = wait(client, job["id"], lambda j: j["state"] not in ACTIVE, timeout=30)
     assert failed["state"] == "failed" and "gone" in failed["error"]
-    assert group_gone(pid)  # the orphaned trainer was killed too: it cannot publish later
-    time.sleep(1)
+    wait_group_gone(pid)  # the orphaned trainer was killed too: nothing is left that could publish
     assert "shop" not in Registry(job_app.settings["MODELS_DIR"]).models() or \
         Registry(job_app.settings["MODELS_DIR"]).versions("shop") == []
     # a new web process finds nothing running, and the slot is free again
@@ -199,7 +205,7 @@ def test_kill_9_of_the_job_process_marks_it_failed_and_frees_the_slot(job_app):
     again = restarted.post("/api/v1/jobs", json={"project": "shop", "config": {"head": {"epochs": 1}}})
     assert again.status_code == 202
     assert restarted.post(f"/api/v1/jobs/{again.json['id']}/cancel").json["state"] == "cancelled"
-    assert group_gone(job_pid(job_app, again.json["id"]))
+    wait_group_gone(job_pid(job_app, again.json["id"]))
 
 
 def job_pid(app, job_id: int) -> int:

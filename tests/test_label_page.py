@@ -1,4 +1,5 @@
-"""The labelling page (/label) in real headless Chromium against the real app, model and database.
+"""The labelling page (/label) in real headless Chromium against the real app and database; the tiny model
+of tests/tiny_model.py serves (labelling does not depend on what the network sees).
 
 Real photos are analysed (and stored) through POST /api/v1/predict on the live server; an admin account
 is created in the app's database; the page is then driven like a person would: log in through its form,
@@ -8,7 +9,6 @@ keyboard shortcut ``1`` and find the label stored with the admin as author (page
 from __future__ import annotations
 
 import hashlib
-import time
 
 import pytest
 import requests
@@ -18,10 +18,16 @@ from app.db import db
 from app.labelling import Label
 from tests.browser_support import ARTIFACTS, chromium, guard_loopback, live_server
 from tests.conftest import ADMIN
+from tests.support import wait_until
 
 pytestmark = pytest.mark.browser
 TIMEOUT_MS = 60_000
 PHOTOS = ("skimage/chelsea", "darknet/dog.jpg", "skimage/coffee")
+
+
+@pytest.fixture
+def serving_registry(tiny_registry):
+    return tiny_registry
 
 
 def wait_ready(page):
@@ -87,10 +93,8 @@ def test_login_create_project_and_label_with_the_keyboard(app, photos):
                 assert queued == shas
                 current = page.get_attribute("#current-image", "data-sha256")
                 assert current in shas
-                deadline = time.monotonic() + TIMEOUT_MS / 1000
-                while not page.eval_on_selector("#current-image", "img => img.complete && img.naturalWidth > 0"):
-                    assert time.monotonic() < deadline, "current image never loaded"
-                    time.sleep(0.1)
+                wait_until(lambda: page.eval_on_selector("#current-image", "img => img.complete && img.naturalWidth > 0"),
+                           TIMEOUT_MS / 1000, "the current image never loaded")
                 assert page.locator("#history li").count() == 0
 
                 # Label the current image with the shortcut "1" (= the first class, "cat").
