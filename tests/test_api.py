@@ -1,4 +1,5 @@
-"""The Flask API on the real default model: health, model info, predictions on real photos, bad input."""
+"""The Flask API: predictions on real photos by the real default model; health, model info, storage of
+answers, bad input, promotion and a TensorFlow-free server on the tiny model (tests/tiny_model.py)."""
 import io
 import json
 import shutil
@@ -9,8 +10,22 @@ import textwrap
 import pytest
 from PIL import Image
 
-pytestmark = pytest.mark.slow
+from tests import tiny_model
+from tests.conftest import serving_app
+
 CAT_CLASSES = range(281, 286)
+
+
+@pytest.fixture
+def serving_registry(tiny_registry):
+    return tiny_registry
+
+
+@pytest.fixture
+def real_client(default_registry, tmp_path, monkeypatch):
+    """A client of an app serving the real default model."""
+    monkeypatch.setenv("RIIM_INSTANCE_PATH", str(tmp_path / "real-instance"))
+    return serving_app({"MODELS_DIR": str(default_registry.root)}).test_client()
 
 
 def post_images(client, *items, query=""):
@@ -22,20 +37,21 @@ def test_health(client):
     assert client.get("/api/v1/health").get_json() == {"status": "ok"}
 
 
-def test_model_info_describes_models_device_and_packages(client):
+def test_model_info_describes_models_device_and_packages(client, tiny_registry):
     info = client.get("/api/v1/model-info").get_json()
     (animals,) = info["models"]
     assert animals["name"] == "animals" and animals["current"] == "v1"
     assert animals["card"]["labels"] == ["cat", "dog"]
-    assert animals["card"]["input"]["size"] == 224
-    assert animals["card"]["files"]["onnx"]["bytes"] > 10_000_000
+    assert animals["card"]["input"] == tiny_registry.card("animals")["input"]
+    assert animals["card"]["files"]["onnx"]["bytes"] == tiny_registry.file("animals", None, "onnx").stat().st_size
     assert info["device"]["cpu"]["cores"] >= 1 and info["device"]["accelerator"] in ("cpu", "gpu")
     assert "CPUExecutionProvider" in info["device"]["onnxruntime_providers"]
     assert set(info["packages"]) == {"flask", "onnxruntime", "numpy", "pillow", "sqlalchemy"}
 
 
-def test_chelsea_is_a_cat_with_cat_tags(client, photos):
-    response = post_images(client, ("chelsea.png", photos["skimage/chelsea"].png_bytes()))
+@pytest.mark.slow
+def test_chelsea_is_a_cat_with_cat_tags(real_client, photos):
+    response = post_images(real_client, ("chelsea.png", photos["skimage/chelsea"].png_bytes()))
     assert response.status_code == 200
     body = response.get_json()
     (result,) = body["results"]
@@ -45,26 +61,29 @@ def test_chelsea_is_a_cat_with_cat_tags(client, photos):
     assert body["timings"]["inference_ms"] > 0 and body["timings"]["total_ms"] >= body["timings"]["inference_ms"]
 
 
-def test_coffee_is_unknown_tagged_espresso(client, photos):
-    (result,) = post_images(client, ("coffee.png", photos["skimage/coffee"].png_bytes())).get_json()["results"]
+@pytest.mark.slow
+def test_coffee_is_unknown_tagged_espresso(real_client, photos):
+    (result,) = post_images(real_client, ("coffee.png", photos["skimage/coffee"].png_bytes())).get_json()["results"]
     assert result["label"] == "unknown" and result["unknown"]
     assert result["tags"][0]["label"] == "espresso"
 
 
-def test_several_images_in_one_request_keep_their_order(client, photos):
+@pytest.mark.slow
+def test_several_images_in_one_request_keep_their_order(real_client, photos):
     names = ["skimage/coffee", "skimage/chelsea", "foolbox/imagenet_16_251.jpg"]
-    response = post_images(client, *[(name, photos[name].png_bytes()) for name in names])
+    response = post_images(real_client, *[(name, photos[name].png_bytes()) for name in names])
     results = response.get_json()["results"]
     assert [r["filename"] for r in results] == [name.rsplit("/", 1)[-1] for name in names]  # sanitised names
     assert [r["label"] for r in results] == ["unknown", "cat", "dog"]
 
 
-def test_real_cat_and_dog_photos(client, photos):
+@pytest.mark.slow
+def test_real_cat_and_dog_photos(real_client, photos):
     """Every real cat/dog photo gets a verdict; the full-size ones must be right (CIFAR 32x32 reported)."""
     verdicts = {}
     for photo in photos.values():
         if photo.label in ("cat", "dog"):
-            (result,) = post_images(client, (photo.name, photo.png_bytes())).get_json()["results"]
+            (result,) = post_images(real_client, (photo.name, photo.png_bytes())).get_json()["results"]
             verdicts[photo.name] = (photo.label, result["label"], round(result["confidence"], 3))
     print("\n" + json.dumps(verdicts, indent=1))
     assert len(verdicts) == 8
@@ -74,19 +93,22 @@ def test_real_cat_and_dog_photos(client, photos):
     print(f"correct: {correct}/{len(verdicts)}")
 
 
-def test_out_of_distribution_photos_are_mostly_unknown(client, photos):
+@pytest.mark.slow
+def test_out_of_distribution_photos_are_mostly_unknown(real_client, photos):
     others = [p for p in photos.values() if p.label == "other"]
-    labels = [post_images(client, (p.name, p.png_bytes())).get_json()["results"][0]["label"] for p in others]
+    labels = [post_images(real_client, (p.name, p.png_bytes())).get_json()["results"][0]["label"] for p in others]
     assert labels.count("unknown") == len(others), dict(zip([p.name for p in others], labels))
 
 
 def test_predictions_are_stored(app, client, photos):
     from app.db import Prediction, db
 
-    post_images(client, ("chelsea.png", photos["skimage/chelsea"].png_bytes()))
+    (result,) = post_images(client, ("chelsea.png", photos["skimage/chelsea"].png_bytes())).get_json()["results"]
     with app.app_context():
         (row,) = db.session.scalars(db.select(Prediction)).all()
-    assert row.label == "cat" and row.model_version == "v1" and len(row.image_sha256) == 64
+    assert row.label == result["label"] == tiny_model.labels([photos["skimage/chelsea"].image])[0]
+    assert row.probabilities == pytest.approx(result["probabilities"])
+    assert row.model_version == "v1" and len(row.image_sha256) == 64
 
 
 @pytest.mark.parametrize("files, code", [
@@ -118,12 +140,13 @@ def test_unknown_model_route_and_method_are_json_errors(client, photos):
     assert client.get("/api/v1/predict").get_json()["error"]["code"] == "method_not_allowed"
 
 
-def test_any_image_mode_is_converted(client, photos):
+@pytest.mark.slow
+def test_any_image_mode_is_converted(real_client, photos):
     cat = photos["skimage/chelsea"].image
     for mode in ("L", "RGBA", "P", "CMYK"):
         buffer = io.BytesIO()
         cat.convert(mode).save(buffer, format="JPEG" if mode == "CMYK" else "PNG")  # TIFF is not accepted
-        response = post_images(client, (f"cat-{mode}", buffer.getvalue()))
+        response = post_images(real_client, (f"cat-{mode}", buffer.getvalue()))
         assert response.status_code == 200, mode
         if mode != "L":  # a grey cat is still a cat for the network, but colour carries some evidence
             assert response.get_json()["results"][0]["label"] == "cat", mode
@@ -140,12 +163,12 @@ def test_exif_orientation_is_applied(client, photos):
     assert load_image(buffer.getvalue()).size == cat.size
 
 
-def test_promotion_and_rollback_are_served_without_restart(app, client, default_registry, photos, tmp_path):
+def test_promotion_and_rollback_are_served_without_restart(app, client, tiny_registry, photos, tmp_path):
     """A second version with a stricter unknown threshold: promote → served at once; rollback → back."""
     from models.registry import Registry
 
     registry = Registry(tmp_path / "copy")
-    shutil.copytree(default_registry.root, registry.root)
+    shutil.copytree(tiny_registry.root, registry.root)
     card = registry.card("animals")
     strict = {k: v for k, v in card.items() if k not in ("name", "version", "created", "files")}
     strict["unknown_policy"] = dict(card["unknown_policy"], threshold=0.99)
@@ -155,30 +178,34 @@ def test_promotion_and_rollback_are_served_without_restart(app, client, default_
         draft.card["files"] = {fmt: entry["path"] for fmt, entry in card["files"].items()}
     app.extensions["riim.models"].registry = registry
     chelsea = ("chelsea.png", photos["skimage/chelsea"].png_bytes())
+    (expected,) = tiny_model.labels([photos["skimage/chelsea"].image])
+    assert expected != "unknown"  # so that v2's stricter threshold changes the answer
 
-    assert post_images(client, chelsea).get_json()["results"][0]["label"] == "cat"
+    body = post_images(client, chelsea).get_json()
+    assert body["results"][0]["label"] == expected and body["results"][0]["confidence"] < 0.99
     registry.promote("animals", "v2")
     body = post_images(client, chelsea).get_json()
     assert body["model"]["version"] == "v2" and body["results"][0]["label"] == "unknown"
     registry.rollback("animals")
     body = post_images(client, chelsea).get_json()
-    assert body["model"]["version"] == "v1" and body["results"][0]["label"] == "cat"
+    assert body["model"]["version"] == "v1" and body["results"][0]["label"] == expected
 
 
-def test_serving_never_imports_tensorflow(default_registry, photos, tmp_path):
+def test_serving_never_imports_tensorflow(tiny_registry, photos, tmp_path):
     """Start the app and predict in a fresh process: TensorFlow must not be in sys.modules."""
     image = tmp_path / "chelsea.png"
     image.write_bytes(photos["skimage/chelsea"].png_bytes())
+    (expected,) = tiny_model.labels([photos["skimage/chelsea"].image])
     script = textwrap.dedent(f"""
         import io, os, sys
         os.environ["RIIM_INSTANCE_PATH"] = {str(tmp_path / "instance")!r}
         from app import create_app, prepare
-        app = create_app({{"MODELS_DIR": {str(default_registry.root)!r}}})
+        app = create_app({{"MODELS_DIR": {str(tiny_registry.root)!r}}})
         prepare(app)
         data = {{"image": (io.BytesIO(open({str(image)!r}, "rb").read()), "chelsea.png")}}
         response = app.test_client().post("/api/v1/predict", data=data, content_type="multipart/form-data")
         assert response.status_code == 200, response.get_data(as_text=True)
-        assert response.get_json()["results"][0]["label"] == "cat"
+        assert response.get_json()["results"][0]["label"] == {expected!r}
         info = app.test_client().get("/api/v1/model-info").get_json()
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tf_keras", "keras")))
         print(info["tensorflow_loaded"])

@@ -1,4 +1,6 @@
-"""Labelling API on real stored uploads (Fashion-MNIST images analysed by the real default model)."""
+"""Labelling API on real stored uploads (Fashion-MNIST images). Labelling works on the stored answers and
+embeddings whatever network made them, so the tiny model of tests/tiny_model.py serves; how well the
+embeddings cluster is checked on the real default model."""
 from __future__ import annotations
 
 import csv
@@ -40,6 +42,11 @@ def upload(client, pngs: list[bytes], model: str | None = None) -> list[str]:
     return [hashlib.sha256(data).hexdigest() for data in pngs]
 
 
+@pytest.fixture
+def serving_registry(tiny_registry):
+    return tiny_registry
+
+
 @pytest.fixture(autouse=True)
 def holdout_every_4th(app):
     app.config["LABEL_HOLDOUT_EVERY"] = 4
@@ -47,7 +54,7 @@ def holdout_every_4th(app):
 
 @pytest.fixture
 def stored(admin_client):
-    """(trouser shas, bag shas): 4 + 4 real uploads with the default model's predictions."""
+    """(trouser shas, bag shas): 4 + 4 real uploads with the served model's predictions."""
     return upload(admin_client, fashion_pngs("trouser", 4)), upload(admin_client, fashion_pngs("bag", 4))
 
 
@@ -125,21 +132,29 @@ def test_export_and_import_round_trip_csv_and_json(admin_client, stored):
     assert [(r["sha256"], r["label"]) for r in again] == [(r["sha256"], r["label"]) for r in as_json]
 
 
-def test_clusters_of_real_embeddings_separate_the_two_kinds(app, admin_client, stored):
-    trousers, bags = stored
-    create_project(admin_client)
-    answer = admin_client.get(f"{API}/projects/clothes/clusters?k=2").json
-    groups = [set(group["members"]) for group in answer["clusters"]]
-    assert len(groups) == 2 and set.union(*groups) == set(trousers) | set(bags)
-    purity = sum(max(len(group & set(trousers)), len(group & set(bags))) for group in groups) / 8
-    assert purity >= 7 / 8  # similar images land together (chance level is about 5/8)
-    with app.app_context():
-        assert db.session.query(Embedding).count() == 8  # stored once, reused
-    admin_client.get(f"{API}/projects/clothes/clusters?k=2")
-    with app.app_context():
-        assert db.session.query(Embedding).count() == 8
-    points = np.concatenate([np.random.default_rng(0).normal(c, 0.05, (10, 3)) for c in np.eye(3)])
-    assert len({tuple(kmeans(points, 3)[i:i + 10]) for i in (0, 10, 20)}) == 3
+class TestOnTheRealModel:
+    """Clustering quality depends on what the network sees: these uploads are analysed by the real default model."""
+
+    @pytest.fixture
+    def serving_registry(self, default_registry):
+        return default_registry
+
+    @pytest.mark.slow
+    def test_clusters_of_real_embeddings_separate_the_two_kinds(self, app, admin_client, stored):
+        trousers, bags = stored
+        create_project(admin_client)
+        answer = admin_client.get(f"{API}/projects/clothes/clusters?k=2").json
+        groups = [set(group["members"]) for group in answer["clusters"]]
+        assert len(groups) == 2 and set.union(*groups) == set(trousers) | set(bags)
+        purity = sum(max(len(group & set(trousers)), len(group & set(bags))) for group in groups) / 8
+        assert purity >= 7 / 8  # similar images land together (chance level is about 5/8)
+        with app.app_context():
+            assert db.session.query(Embedding).count() == 8  # stored once, reused
+        admin_client.get(f"{API}/projects/clothes/clusters?k=2")
+        with app.app_context():
+            assert db.session.query(Embedding).count() == 8
+        points = np.concatenate([np.random.default_rng(0).normal(c, 0.05, (10, 3)) for c in np.eye(3)])
+        assert len({tuple(kmeans(points, 3)[i:i + 10]) for i in (0, 10, 20)}) == 3
 
 
 @pytest.mark.parametrize("method, url, body, status, code", [

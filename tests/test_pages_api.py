@@ -1,5 +1,6 @@
 """The pages and the JSON the pages read: strict-CSP HTML, the service worker's shell list, version cards,
-card-listed files only (sha256-checked, long-cached) and admin promote/rollback on a real two-version registry."""
+card-listed files only (sha256-checked, long-cached) and admin promote/rollback on a two-version registry of
+the tiny model (tests/tiny_model.py)."""
 from __future__ import annotations
 
 import io
@@ -10,17 +11,17 @@ import shutil
 import pytest
 
 from models.registry import Registry
+from tests import tiny_model
 from tests.conftest import serving_app
 
-pytestmark = pytest.mark.slow
 YEAR = 365 * 24 * 3600
 
 
 @pytest.fixture(scope="module")
-def two_versions(default_registry, tmp_path_factory):
-    """A copy of the default registry with a second version (same real files) that is not promoted."""
+def two_versions(tiny_registry, tmp_path_factory):
+    """A copy of the tiny model's registry with a second version (same files) that is not promoted."""
     registry = Registry(tmp_path_factory.mktemp("two-versions") / "store")
-    shutil.copytree(default_registry.root, registry.root)
+    shutil.copytree(tiny_registry.root, registry.root)
     source = registry.path("animals", "v1")
     card = registry.card("animals", "v1")
     card = {key: value for key, value in card.items() if key not in ("name", "version", "created")}
@@ -67,7 +68,7 @@ def test_model_versions_and_cards(client):
     assert body["current"] == "v1" and body["history"] == ["v1"]
     assert [card["version"] for card in body["versions"]] == ["v2", "v1"]
     card = client.get("/api/v1/models/animals/versions/v2").get_json()
-    assert card["labels"] == ["cat", "dog"] and card["input"]["size"] == 224
+    assert card["labels"] == ["cat", "dog"] and card["input"]["size"] == tiny_model.SIZE
     missing = client.get("/api/v1/models/animals/versions/v9")
     assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "unknown_version"
     assert client.get("/api/v1/models/nothing").status_code == 404

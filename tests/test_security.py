@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from app import create_app
+from app import create_app, prepare
 from app.auth import User
 from app.db import db
 from cli.main import main as riim
@@ -25,6 +25,11 @@ PUBLIC_WRITES = {
     "auth.logout": "ends the caller's own session",
 }
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def serving_registry(tiny_registry):
+    return tiny_registry
 
 
 def test_pages_send_strict_csp_and_no_inline_code(client):
@@ -98,14 +103,15 @@ def test_users_create_stores_a_hash_and_login_works(app, client):
     assert client.get("/api/v1/auth/me").json["user"] is None
 
 
-def test_production_cookies_are_secure_httponly_samesite(default_registry, tmp_path, monkeypatch):
+def test_production_cookies_are_secure_httponly_samesite(tiny_registry, tmp_path, monkeypatch):
     monkeypatch.setenv("RIIM_INSTANCE_PATH", str(tmp_path / "instance"))
     monkeypatch.delenv("RIIM_SECRET_KEY", raising=False)
     with pytest.raises(RuntimeError, match="SECRET_KEY"):
         create_app("production")
     monkeypatch.setenv("RIIM_SECRET_KEY", "a-long-random-secret-from-the-environment")
-    monkeypatch.setenv("RIIM_MODELS_DIR", str(default_registry.root))
+    monkeypatch.setenv("RIIM_MODELS_DIR", str(tiny_registry.root))
     app = create_app("production")
+    prepare(app)  # what the gunicorn master runs once
     from app.auth import create_user
 
     with app.app_context():
@@ -120,9 +126,9 @@ def test_production_cookies_are_secure_httponly_samesite(default_registry, tmp_p
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
 
 
-def test_rate_limit_is_per_client(default_registry, tmp_path, monkeypatch, photos):
+def test_rate_limit_is_per_client(tiny_registry, tmp_path, monkeypatch, photos):
     monkeypatch.setenv("RIIM_INSTANCE_PATH", str(tmp_path / "instance"))
-    app = serving_app({"MODELS_DIR": str(default_registry.root), "RATE_LIMIT_PREDICT": "2 per minute"})
+    app = serving_app({"MODELS_DIR": str(tiny_registry.root), "RATE_LIMIT_PREDICT": "2 per minute"})
     client = app.test_client()
 
     def predict(address):

@@ -21,10 +21,16 @@ from app.db import Prediction, db
 from app.storage import Upload
 from cli.main import main as riim
 from models import atomic
+from tests import tiny_model
 from tests.conftest import serving_app
 
-pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def serving_registry(tiny_registry):
+    """Storage does not depend on what the network sees: the tiny model (tests/tiny_model.py) serves."""
+    return tiny_registry
 
 
 def predict(client, content: bytes, filename="photo.png", query=""):
@@ -52,7 +58,8 @@ def test_predict_stores_the_image_under_its_hash_with_a_linked_row(app, client, 
     assert (upload.sha256, upload.filename, upload.extension, upload.bytes) == (sha, "my dog.png", "png", len(content))
     assert (upload.width, upload.height) == (768, 576)
     (prediction,) = rows(app, Prediction)
-    assert prediction.image_sha256 == sha and prediction.label == "dog"
+    assert prediction.image_sha256 == sha
+    assert prediction.label == tiny_model.labels([photos["darknet/dog.jpg"].image])[0]
 
 
 def test_store_0_keeps_nothing_but_the_prediction(app, client, photos):
@@ -92,23 +99,23 @@ CRASH = textwrap.dedent("""
 """)
 
 
-def test_crash_between_file_and_row_is_repaired_at_start(default_registry, tmp_path, monkeypatch, photos):
+def test_crash_between_file_and_row_is_repaired_at_start(tiny_registry, tmp_path, monkeypatch, photos):
     instance = tmp_path / "instance"
     monkeypatch.setenv("RIIM_INSTANCE_PATH", str(instance))
     image = tmp_path / "cat.png"
     image.write_bytes(photos["skimage/chelsea"].png_bytes())
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    crashed = subprocess.run([sys.executable, "-c", CRASH, str(default_registry.root), str(image)], env=env,
+    crashed = subprocess.run([sys.executable, "-c", CRASH, str(tiny_registry.root), str(image)], env=env,
                              cwd=REPO, capture_output=True, text=True, timeout=120)
     assert crashed.returncode == 3, crashed.stderr[-2000:]
-    app = create_app({"MODELS_DIR": str(default_registry.root)})  # no start-up work: nothing repaired yet
+    app = create_app({"MODELS_DIR": str(tiny_registry.root)})  # no start-up work: nothing repaired yet
     (orphan,) = stored_files(app)
     assert rows(app) == [] and rows(app, Prediction) == []  # nothing committed
     with app.app_context():
         young = storage.check(repair=True)  # within the grace period: maybe another worker's transaction
     assert young["orphan_files"] == 0 and orphan.exists()
     os.utime(orphan, (time.time() - 3600,) * 2)
-    restarted = serving_app({"MODELS_DIR": str(default_registry.root)})  # the start-up check repairs
+    restarted = serving_app({"MODELS_DIR": str(tiny_registry.root)})  # the start-up check repairs
     assert stored_files(restarted) == [] and rows(restarted) == []
 
 
