@@ -9,59 +9,46 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 from sqlalchemy import create_engine, update
 from sqlalchemy.orm import Session
 
 from app.inference import LoadedModel
 from app.jobs import ACTIVE, Job, now, read_json
+from models import metrics
 from models.preprocess import load_image, preprocess_batch
 from models.registry import Registry
 
 
-def classification_metrics(labels: list[str], truth: list[str], predicted: list[str]) -> dict:
-    """Accuracy, macro-F1 and per-class precision/recall/F1/support over ``labels``."""
-    per_class = {}
-    for label in labels:
-        tp = sum(t == label and p == label for t, p in zip(truth, predicted))
-        support, chosen = truth.count(label), predicted.count(label)
-        precision = tp / chosen if chosen else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[label] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
-    present = [label for label in labels if per_class[label]["support"]]
-    return {"images": len(truth),
-            "accuracy": float(np.mean([t == p for t, p in zip(truth, predicted)])) if truth else 0.0,
-            "macro_f1": float(np.mean([per_class[label]["f1"] for label in present])) if present else 0.0,
-            "per_class": per_class}
-
-
-def evaluate(registry: Registry, name: str, version: str, holdout: Path) -> tuple[dict, list[str]]:
-    """Metrics of ``name:version`` (ONNX Runtime, argmax over its labels) on the ``holdout`` folder."""
+def predictions(registry: Registry, name: str, version: str, paths: list[Path]) -> list[str]:
+    """Labels ``name:version`` gives the images at ``paths`` (ONNX Runtime, argmax over its labels)."""
     model = LoadedModel.load(registry, name, version)
-    paths = sorted(p for p in holdout.glob("*/*") if p.is_file()) if holdout.is_dir() else []
-    truth = [p.parent.name for p in paths]
     predicted = []
     for start in range(0, len(paths), 32):
         batch = preprocess_batch([load_image(p.read_bytes()) for p in paths[start:start + 32]], model.card["input"])
         probabilities = model.run(batch)[model.card["outputs"]["probabilities"]]
         predicted += [model.card["labels"][i] for i in probabilities.argmax(1)]
-    labels = sorted(set(truth) | set(model.card["labels"]))
-    return classification_metrics(labels, truth, predicted), [p.name for p in paths]
+    return predicted
 
 
 def before_after(registry: Registry, name: str, parent: str | None, version: str, holdout: Path) -> dict:
-    """The held-out evaluation of ``version`` next to ``parent`` on the same images, with deltas."""
-    new, images = evaluate(registry, name, version, holdout)
-    result = {"images": images, "new": {"version": version, **new}, "parent": None, "delta": None}
+    """The held-out evaluation of ``version`` next to ``parent`` on the same images, with deltas. Both are
+    summarised (:func:`models.metrics.summary`) over one label list — the held-out classes and both
+    versions' labels — so their figures are comparable."""
+    paths = sorted(p for p in holdout.glob("*/*") if p.is_file()) if holdout.is_dir() else []
+    truth, names = [p.parent.name for p in paths], [p.name for p in paths]
+    versions = {"new": version, **({"parent": parent} if parent else {})}
+    predicted = {role: predictions(registry, name, v, paths) for role, v in versions.items()}
+    labels = sorted(set(truth).union(*(registry.card(name, v)["labels"] for v in versions.values())))
+    summaries = {role: metrics.summary(truth, predicted[role], labels, names) for role in versions}
+    result = {"images": names, "parent": None, "delta": None,
+              **{role: {"version": versions[role], **summaries[role]} for role in versions}}
     if parent:
-        old, _ = evaluate(registry, name, parent, holdout)
-        result["parent"] = {"version": parent, **old}
+        new, old = summaries["new"], summaries["parent"]
         result["delta"] = {
-            "accuracy": new["accuracy"] - old["accuracy"], "macro_f1": new["macro_f1"] - old["macro_f1"],
-            "per_class": {label: {metric: new["per_class"][label][metric]
-                                  - old["per_class"].get(label, {}).get(metric, 0.0)
-                                  for metric in ("precision", "recall", "f1")} for label in new["per_class"]}}
+            "accuracy": round(new["accuracy"] - old["accuracy"], 4),
+            "macro_f1": round(new["macro_f1"] - old["macro_f1"], 4),
+            "per_class": {label: {key: round(new["per_class"][label][key] - old["per_class"][label][key], 4)
+                                  for key in ("precision", "recall", "f1")} for label in labels}}
     return result
 
 

@@ -10,7 +10,8 @@ import signal
 import pytest
 
 from app.jobs import ACTIVE
-from cli.job_driver import better, classification_metrics
+from cli.job_driver import better
+from models.metrics import summary
 from models.registry import Registry
 from tests.conftest import ADMIN, serving_app
 from tests.support import wait_until
@@ -22,7 +23,7 @@ TINY = {"input_size": 96, "head": {"epochs": 30}, "augment": {"copies": 1},
 
 
 def test_metrics_and_the_better_rule():
-    metrics = classification_metrics(["a", "b"], ["a", "a", "b", "b"], ["a", "b", "b", "b"])
+    metrics = summary(["a", "a", "b", "b"], ["a", "b", "b", "b"], ["a", "b"], digits=None)
     assert metrics["accuracy"] == 0.75
     assert metrics["per_class"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2}
     assert metrics["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
