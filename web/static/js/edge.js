@@ -1,6 +1,8 @@
 // Edge mode: the current version's TF.js GraphModel and card, downloaded once, kept in IndexedDB and run in
 // this browser with the TF.js wasm backend (vendored; tf.min.js and tf-backend-wasm.min.js are loaded by
-// the page). Preprocessing, the unknown policy and the outputs all come from the card.
+// the page). Preprocessing, the unknown policy and the outputs all come from the card; the rules shared with
+// the server (decision with the calibrated OOD score, tags, CAM normalisation) are in contract.js.
+import { OOD_FILES, bestIndex, decide, normaliseMap, oodScore, topKTags } from "./contract.js";
 import { decodePixels, modelPixels, normalize } from "./preprocess.js";
 
 const tf = globalThis.tf;
@@ -49,6 +51,75 @@ export async function currentVersion(name) {
     if (!saved) throw error;
     return { ...saved, online: false };
   }
+}
+
+// --- the arrays of the calibrated OOD rule: the version's .npz file, kept in IndexedDB for offline use --
+const FILES_DB = "riim-edge-files";
+
+function filesStore(mode) {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open(FILES_DB, 1);
+    request.onupgradeneeded = () => request.result.createObjectStore("files");
+    request.onsuccess = () => resolve(request.result.transaction("files", mode).objectStore("files"));
+    request.onerror = () => reject(request.error);
+  });
+}
+
+const settled = (request) => new Promise((resolve, reject) => {
+  request.onsuccess = () => resolve(request.result);
+  request.onerror = () => reject(request.error);
+});
+
+/** A version file's bytes: from IndexedDB, else downloaded and stored (older versions' files are dropped). */
+async function versionFile(name, version, path) {
+  const url = `${versionUrl(name, version)}/files/${path}`;
+  const cached = await settled((await filesStore("readonly")).get(url));
+  if (cached) return cached;
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  const data = await response.arrayBuffer();
+  const store = await filesStore("readwrite");
+  (await settled(store.getAllKeys()))
+    .filter((key) => key.startsWith(versionUrl(name, "")) && !key.startsWith(`${versionUrl(name, version)}/`))
+    .forEach((key) => store.delete(key));
+  await settled(store.put(data, url));
+  return data;
+}
+
+/** The float32 arrays of an uncompressed .npz (numpy.savez): {name → {data: Float32Array, shape}}. */
+export function readNpz(buffer) {
+  const view = new DataView(buffer);
+  const text = (offset, length) => new TextDecoder().decode(new Uint8Array(buffer, offset, length));
+  let end = buffer.byteLength - 22;
+  while (view.getUint32(end, true) !== 0x06054b50) end -= 1;  // end of central directory
+  const arrays = {};
+  for (let i = 0, entry = view.getUint32(end + 16, true); i < view.getUint16(end + 10, true); i += 1) {
+    const local = view.getUint32(entry + 42, true);
+    const name = text(entry + 46, view.getUint16(entry + 28, true));
+    if (view.getUint16(local + 8, true) !== 0) throw new Error(`${name}: compressed .npz`);
+    let npy = local + 30 + view.getUint16(local + 26, true) + view.getUint16(local + 28, true);
+    const long = view.getUint8(npy + 6) > 1;
+    const headerLength = long ? view.getUint32(npy + 8, true) : view.getUint16(npy + 8, true);
+    const header = text(npy + (long ? 12 : 10), headerLength);
+    if (!header.includes("'descr': '<f4'") || header.includes("'fortran_order': True")) {
+      throw new Error(`${name}: not a C-ordered float32 array`);
+    }
+    const shape = (header.match(/'shape': \(([^)]*)\)/)[1].match(/\d+/g) || []).map(Number);
+    npy += (long ? 12 : 10) + headerLength;
+    const size = shape.reduce((a, b) => a * b, 1);
+    arrays[name.replace(/\.npy$/, "")] = { data: new Float32Array(buffer.slice(npy, npy + size * 4)), shape };
+    entry += 46 + view.getUint16(entry + 28, true) + view.getUint16(entry + 30, true) + view.getUint16(entry + 32, true);
+  }
+  return arrays;
+}
+
+/** What the card's OOD rule reads ({stats} or {head}, from ood.npz / head.npz), or null without one. */
+export async function oodParameters(name, version, card) {
+  const method = card.unknown_policy.ood?.score;
+  const files = method && OOD_FILES[method];
+  if (!files) return method ? {} : null;
+  const [key, role] = files;
+  return { [role]: readNpz(await versionFile(name, version, card.files[key].path)) };
 }
 
 /** TF.js formats of a card (fp16 "tfjs" first, "tfjs_uint8" = smallest). */
@@ -101,7 +172,7 @@ export async function loadEdgeModel(name, format = DEFAULT_FORMAT, onProgress = 
   onProgress(1);
   const loadMs = performance.now() - started;
   const edge = { name, version, card, tags, format: fmt, model, source, loadMs, backend, online,
-    head: camHead(model, card) };
+    head: camHead(model, card), ood: await oodParameters(name, version, card) };
   const warm = performance.now();  // compile the wasm kernels and JIT the resampling loops once
   const side = card.input.size * 2;
   modelPixels({ width: side, height: side, data: new Uint8ClampedArray(side * side * 4) }, card.input);
@@ -110,8 +181,9 @@ export async function loadEdgeModel(name, format = DEFAULT_FORMAT, onProgress = 
   return edge;
 }
 
-// The card's outputs that the page reads, in the order run() returns them.
-const wanted = (card) => [...new Set(["probabilities", "imagenet_probabilities", "feature_map"]
+// The card's outputs that the page reads, in the order run() returns them (the embedding for an OOD rule).
+const wanted = (card) => [...new Set(["probabilities", "imagenet_probabilities", "feature_map",
+  ...(OOD_FILES[card.unknown_policy.ood?.score] ? ["embedding"] : [])]
   .map((key) => card.outputs[key]).filter(Boolean))];
 
 /** Run the GraphModel on an NHWC batch: {output name → tensor} for the card's outputs (signature names). */
@@ -155,17 +227,8 @@ function layersHead(model, card) {
   return null;
 }
 
-/** The unknown policy of the card (as models/card.decide does): [label, isUnknown]. */
-export function decide(card, probabilities) {
-  let best = 0;
-  probabilities.forEach((p, i) => { if (p > probabilities[best]) best = i; });
-  const policy = card.unknown_policy;
-  if (policy.rule === "max_probability_below" && probabilities[best] < policy.threshold) return ["unknown", true, best];
-  return [card.labels[best], false, best];
-}
-
-// CAM = ReLU(feature map · class weights), scaled to 0..1. For a label that sums ImageNet classes the
-// weights are those classes' weights averaged by their probabilities.
+// CAM = feature map · class weights, normalised as on the server. For a label that sums ImageNet classes
+// the weights are those classes' weights averaged by their probabilities.
 function classActivationMap(edge, featureMap, best, imagenet) {
   const { kernel, mapping } = edge.head;
   return tf.tidy(() => {
@@ -178,13 +241,12 @@ function classActivationMap(edge, featureMap, best, imagenet) {
       weights = tf.gather(kernel, [best], 1);
     }
     const [, height, width, channels] = featureMap.shape;
-    const map = featureMap.reshape([height * width, channels]).matMul(weights).relu();
-    const scaled = map.div(map.max().maximum(1e-12));
-    return { values: scaled.dataSync(), height, width };
+    const map = featureMap.reshape([height * width, channels]).matMul(weights);
+    return { values: normaliseMap(map.dataSync()), height, width };
   });
 }
 
-/** Classify an image blob in the browser: label, probabilities, tags, CAM, pixels the model saw, timings. */
+/** Classify an image blob in the browser: label, probabilities, OOD score, tags, CAM, pixels, timings. */
 export async function classify(edge, blob) {
   const started = performance.now();
   const { card, model } = edge;
@@ -197,18 +259,19 @@ export async function classify(edge, blob) {
   const probabilities = Array.from(outputs[card.outputs.probabilities].dataSync());
   const imagenet = card.outputs.imagenet_probabilities && outputs[card.outputs.imagenet_probabilities]
     ? outputs[card.outputs.imagenet_probabilities].dataSync() : null;
+  const rule = card.unknown_policy.ood;
+  const score = rule && edge.ood ? oodScore(rule.score, card, outputs[card.outputs.embedding]?.dataSync(),
+    probabilities, edge.ood) : null;
   const inferred = performance.now();
-  const [label, unknown, best] = decide(card, probabilities);
+  const best = bestIndex(probabilities.slice(0, card.labels.length));
+  const [label, unknown] = decide(card, probabilities, score);
   const cam = edge.head ? classActivationMap(edge, outputs[card.outputs.feature_map], best, imagenet) : null;
   tf.dispose(Object.values(outputs));
   const done = performance.now();
   let tags = null;
-  if (imagenet && edge.tags && card.tags) {
-    tags = Array.from(imagenet.keys()).sort((a, b) => imagenet[b] - imagenet[a]).slice(0, card.tags.top_k)
-      .map((index) => ({ label: edge.tags[index], index, probability: imagenet[index] }));
-  }
+  if (imagenet && edge.tags && card.tags) tags = topKTags(card, imagenet, edge.tags);
   return {
-    label, unknown, confidence: probabilities[best],
+    label, unknown, confidence: probabilities[best], ood_score: score,
     probabilities: Object.fromEntries(card.labels.map((name, i) => [name, probabilities[i]])),
     tags, cam, pixels,
     timings: { decode_ms: decoded - started, preprocess_ms: preprocessed - decoded,

@@ -1,6 +1,7 @@
 // Network page: the layers of the current model (read from the frozen graph of its TF.js GraphModel, the
 // same file the Analyze page runs) grouped into parts, each explained in one sentence, and the feature maps
 // an image produces.
+import { colourise, selectTiles, tile } from "./contract.js";
 import { t } from "./i18n.js";
 import { loadEdgeModel } from "./edge.js";
 import { decodePixels, modelPixels, normalize } from "./preprocess.js";
@@ -98,20 +99,13 @@ function drawGraph(layers) {
       attrs: { value: members.at(-1).node, "data-layer": members.at(-1).name } })));
 }
 
+// One channel as the server draws it (contract.js): normalised, enlarged, in the shared colour map.
 function drawTile(values, height, width) {
+  const enlarged = tile(values, height, width);
   const canvas = element("canvas", { attrs: { role: "img" } });
-  canvas.width = width;
-  canvas.height = height;
-  const context = canvas.getContext("2d");
-  const image = context.createImageData(width, height);
-  let low = Infinity;
-  let high = -Infinity;
-  values.forEach((v) => { low = Math.min(low, v); high = Math.max(high, v); });
-  values.forEach((v, i) => {
-    const grey = high > low ? Math.round(((v - low) / (high - low)) * 255) : 0;
-    image.data.set([grey, grey, grey, 255], i * 4);
-  });
-  context.putImageData(image, 0, 0);
+  canvas.width = enlarged.width;
+  canvas.height = enlarged.height;
+  canvas.getContext("2d").putImageData(new ImageData(colourise(enlarged.values), enlarged.width, enlarged.height), 0, 0);
   return canvas;
 }
 
@@ -126,14 +120,14 @@ async function showMaps() {
   const [, height, width, channels] = maps.shape;
   const data = await maps.data();
   maps.dispose();
-  const tiles = [];
-  for (let c = 0; c < Math.min(TILES, channels); c += 1) {
-    const values = new Float32Array(height * width);
-    for (let i = 0; i < height * width; i += 1) values[i] = data[i * channels + c];
-    const tile = drawTile(values, height, width);
-    tile.setAttribute("aria-label", t("network.tile", { channel: c, layer: layerName }));
-    tiles.push(tile);
-  }
+  const area = height * width;
+  const planar = new Float32Array(data.length);  // NHWC → (C, H, W), the layout of the server's maps
+  for (let i = 0; i < area; i += 1) for (let c = 0; c < channels; c += 1) planar[c * area + i] = data[i * channels + c];
+  const tiles = selectTiles(planar, channels, height, width, TILES).map(({ channel }) => {
+    const canvas = drawTile(planar.subarray(channel * area, (channel + 1) * area), height, width);
+    canvas.setAttribute("aria-label", t("network.tile", { channel, layer: layerName }));
+    return canvas;
+  });
   $("maps-caption").textContent = t("network.maps_caption", { shown: tiles.length, channels, height, width, layer: layerName });
   $("feature-tiles").replaceChildren(...tiles);
   document.body.dataset.state = "done";
