@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,8 +153,14 @@ def auroc(in_scores, out_scores) -> float:
 
 
 def threshold_at_tpr(in_scores, tpr: float = TPR) -> float:
-    """The smallest threshold that keeps at least ``tpr`` of the in-distribution scores at or below it."""
-    return float(np.quantile(np.asarray(in_scores, dtype=np.float64), tpr, method="higher"))
+    """A threshold that keeps at least ``tpr`` of the in-distribution scores at or below it, halfway between
+    the score at that quantile and the next larger one: no held-out image sits on the boundary, where
+    float rounding (batch size, float16 in the browser) would flip its answer."""
+    scores = np.sort(np.asarray(in_scores, dtype=np.float64))
+    at = float(scores[min(len(scores), max(1, math.ceil(tpr * len(scores) - 1e-9))) - 1])
+    above = scores[scores > at]
+    spread = float(scores.max() - scores.min())
+    return (at + float(above.min())) / 2 if above.size else at + 0.05 * (spread or abs(at) or 1.0)
 
 
 # --- in-distribution data ----------------------------------------------------------------------------

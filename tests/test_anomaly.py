@@ -130,3 +130,11 @@ def test_pasted_defects_are_found_on_real_textures(calibrated):
     for kind in anomaly_eval.DEFECTS:
         assert result[kind]["brick"]["image_auroc"] >= 0.9 and result[kind]["brick"]["pixel_auroc"] >= 0.85, kind
     assert result["foreign"]["gravel"]["image_auroc"] >= 0.9
+
+
+def test_the_threshold_sits_between_held_out_scores_never_on_one():
+    scores = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0,
+                       17.0, 18.0, 19.0, 30.0])
+    threshold = threshold_at_tpr(scores)  # 95 % of 20 scores: 19 at or below
+    assert threshold == 24.5 and np.mean(scores <= threshold) == 0.95
+    assert threshold_at_tpr(np.array([2.0, 2.0])) > 2.0  # all equal: still strictly above every score

@@ -2,7 +2,7 @@
 // so the Analyze page opens and classifies with the server unreachable. Pages, code and API reads go to
 // the network first (always fresh when online) and fall back to the cache; vendored files are
 // cache-first. Model weights are not cached here: edge.js keeps them in IndexedDB.
-const CACHE = "riim-shell-v1";
+const CACHE = "riim-shell-v2";
 const SHELL = [
   "/",
   "/static/css/app.css",
@@ -11,6 +11,7 @@ const SHELL = [
   "/static/js/offline.js",
   "/static/js/tf-globals.js",
   "/static/js/preprocess.js",
+  "/static/js/contract.js",
   "/static/js/edge.js",
   "/static/js/render.js",
   "/static/js/analyze.js",

@@ -2,10 +2,9 @@
 // Runtime, /api/v1/predict) and in this browser (TF.js wasm, edge.js) — and the answers are shown side
 // by side with the class activation map, tags, anomaly verdicts and timings.
 import { t } from "./i18n.js";
-import { colourise } from "./contract.js";
 import { classify, currentVersion, loadEdgeModel, tfjsFormats } from "./edge.js";
 import { toImageData } from "./preprocess.js";
-import { bar, element, imageDataUrl, labelText, ms, percent, setBadge } from "./render.js";
+import { bar, element, heatmapUrl, imageDataUrl, labelText, ms, percent, setBadge } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
 const modelName = $("main").dataset.model;
@@ -79,22 +78,6 @@ function showUnavailable(panel, message) {
   panel.querySelector(".result-time").textContent = "";
   delete panel.dataset.label;
   delete panel.dataset.oodScore;
-}
-
-/** A grid of 0..1 values in the server's colour map (contract.js) as a PNG data URL, smoothly enlarged to `size`. */
-function heatmapUrl(values, height, width, size) {
-  const small = element("canvas");
-  small.width = width;
-  small.height = height;
-  small.getContext("2d").putImageData(new ImageData(colourise(values), width, height), 0, 0);
-  const big = element("canvas");
-  big.width = size;
-  big.height = size;
-  const context = big.getContext("2d");
-  context.imageSmoothingEnabled = true;
-  context.imageSmoothingQuality = "high";
-  context.drawImage(small, 0, 0, size, size);
-  return big.toDataURL("image/png");
 }
 
 function showCam() {

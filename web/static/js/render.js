@@ -1,4 +1,5 @@
 // Small DOM builders shared by the pages (no inline styles: sizes are set through the CSSOM).
+import { colourise } from "./contract.js";
 import { t } from "./i18n.js";
 
 /** A label in the page language (catalogue key label.<name>), or the name itself. */
@@ -49,26 +50,13 @@ export function table(rows, className = "table table-sm") {
       cell instanceof Node ? element("td", {}, cell) : element("td", { text: cell }))))));
 }
 
-// Blue → cyan → yellow → red ramp for heat maps.
-function heatColour(value) {
-  const stops = [[0, 0, 160], [0, 200, 255], [255, 230, 0], [230, 0, 0]];
-  const x = Math.min(Math.max(value, 0), 1) * (stops.length - 1);
-  const i = Math.min(Math.floor(x), stops.length - 2);
-  const f = x - i;
-  return stops[i].map((c, k) => Math.round(c + (stops[i + 1][k] - c) * f));
-}
-
-/** A grid of 0..1 values as a PNG data URL of `size` pixels, smoothly upsampled. */
+/** A grid of 0..1 values in the server's colour map (contract.js) as a PNG data URL, smoothly enlarged to `size`. */
 export function heatmapUrl(values, height, width, size) {
-  const small = document.createElement("canvas");
+  const small = element("canvas");
   small.width = width;
   small.height = height;
-  const image = small.getContext("2d").createImageData(width, height);
-  values.forEach((value, i) => {
-    image.data.set([...heatColour(value), 255], i * 4);
-  });
-  small.getContext("2d").putImageData(image, 0, 0);
-  const big = document.createElement("canvas");
+  small.getContext("2d").putImageData(new ImageData(colourise(values), width, height), 0, 0);
+  const big = element("canvas");
   big.width = size;
   big.height = size;
   const context = big.getContext("2d");
