@@ -16,7 +16,7 @@ from PIL import Image
 
 from app import explain, map_images, network, pixel_tags, quality
 from app.i18n import translate
-from app.inference import LoadedModel, store
+from app.inference import LoadedModel, model_cache
 from models import anomaly
 from models.preprocess import normalize, to_model_pixels
 
@@ -25,7 +25,7 @@ _LOCK = threading.Lock()
 
 class Analyzer:
     def __init__(self, model: LoadedModel, threads: int = 0):
-        registry, name, version = store().registry, model.name, model.version
+        registry, name, version = model_cache().registry, model.name, model.version
         files = model.card["files"]
         self.model = model
         self.session = model.session

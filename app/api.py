@@ -13,7 +13,7 @@ from app import analysis, device, map_images, network, storage
 from app.auth import admin_required
 from app.db import Prediction, db
 from app.errors import ApiError
-from app.inference import store
+from app.inference import model_cache
 from app.security import csrf, limiter
 from models.preprocess import ImageDecodeError, ImageTooLargeError, load_image
 from models.registry import CorruptModelError, RegistryError, sha256_file
@@ -33,7 +33,7 @@ def ready():
     """Ready when the default model's ONNX session is loaded in this process (loads it if needed)."""
     name = current_app.config["DEFAULT_MODEL"]
     try:
-        model = store().get(name)
+        model = model_cache().get(name)
     except RegistryError as error:
         raise ApiError(503, "model_unavailable", model=name, reason=str(error)) from None
     return jsonify(status="ready", model={"name": model.name, "version": model.version})
@@ -51,7 +51,7 @@ def card_summary(card: dict) -> dict:
 
 @bp.get("/model-info")
 def model_info():
-    registry = store().registry
+    registry = model_cache().registry
     models = []
     for name in registry.models():
         current = registry.current(name)
@@ -170,7 +170,7 @@ def target_class(model) -> str | int | None:
 def loaded_model(name: str):
     """The served version of ``name`` or the documented 404/503."""
     try:
-        return store().get(name)
+        return model_cache().get(name)
     except CorruptModelError as error:
         raise ApiError(503, "model_unavailable", model=name, reason=str(error)) from None
     except RegistryError:
@@ -195,7 +195,7 @@ def network_description(name: str):
     model = loaded_model(name)
     require_calibration(model, "network")
     return jsonify(model={"name": model.name, "version": model.version},
-                   network=network.description(store().registry, model.name, model.version))
+                   network=network.description(model_cache().registry, model.name, model.version))
 
 
 @bp.post("/models/<name>/feature-maps")
@@ -232,7 +232,7 @@ def _registry_call(function, *args):
 @bp.get("/models/<name>")
 def model_versions(name: str):
     """A model's current version, promotion history and every version's full card (newest first)."""
-    registry = store().registry
+    registry = model_cache().registry
     versions = _registry_call(registry.versions, name)
     pointer = registry.pointer(name)
     return jsonify(name=name, current=pointer["version"], history=pointer["history"],
@@ -242,7 +242,7 @@ def model_versions(name: str):
 @bp.get("/models/<name>/versions/<version>")
 def version_card(name: str, version: str):
     """The full card of one version (files are immutable, but export and calibration add sections)."""
-    return jsonify(_registry_call(store().registry.card, name, version))
+    return jsonify(_registry_call(model_cache().registry.card, name, version))
 
 
 def servable_files(card: dict) -> dict[str, str]:
@@ -256,7 +256,7 @@ def servable_files(card: dict) -> dict[str, str]:
 def version_file(name: str, version: str, path: str):
     """A file of a version, only if the card lists it, after checking its sha256. Cached for a year by
     the browser: versions never change."""
-    registry = store().registry
+    registry = model_cache().registry
     sha256 = servable_files(_registry_call(registry.card, name, version)).get(path)
     if sha256 is None:
         raise ApiError(404, "unknown_file", path=path[:200])
@@ -278,7 +278,7 @@ def _requested_version() -> str:
 @admin_required
 def promote(name: str):
     """Make ``{"version": "vN"}`` the current version (admin; serving switches without a restart)."""
-    registry = store().registry
+    registry = model_cache().registry
     _registry_call(registry.promote, name, _requested_version())
     return jsonify(name=name, **registry.pointer(name))
 
@@ -287,7 +287,7 @@ def promote(name: str):
 @admin_required
 def rollback(name: str):
     """Return to the previously promoted version (admin)."""
-    registry = store().registry
+    registry = model_cache().registry
     _registry_call(registry.versions, name)
     try:
         registry.rollback(name)

@@ -37,12 +37,12 @@ def on_starting(server):
 
 def post_worker_init(worker):
     """Create this worker's ONNX Runtime session now, after the fork, so the first request is fast."""
-    from app.inference import store
+    from app.inference import model_cache
 
     app = worker.wsgi
     with app.app_context():
         try:
-            model = store().get(app.config["DEFAULT_MODEL"])
+            model = model_cache().get(app.config["DEFAULT_MODEL"])
         except Exception as error:  # noqa: BLE001 — serve anyway; /api/v1/ready reports the problem
             worker.log.warning("worker %s: default model not loaded: %s", worker.pid, error)
         else:

@@ -1,6 +1,6 @@
 """Inference with ONNX Runtime: one session per model and process, created lazily, swapped atomically.
 
-Each request asks the :class:`ModelStore` for a model by name; the store compares the registry's current
+Each request asks the :class:`ModelCache` for a model by name; the cache compares the registry's current
 pointer with the loaded version and, if it changed (promotion or rollback), builds the new session under
 a lock before swapping the reference. A request that already holds the old :class:`LoadedModel` finishes
 with it, so no request ever sees a half-loaded model and no restart is needed.
@@ -104,7 +104,7 @@ def card_stamp(registry: Registry, name: str, version: str) -> int:
     return (registry.path(name, version) / "card.json").stat().st_mtime_ns
 
 
-class ModelStore:
+class ModelCache:
     """The models this process serves, keyed by name, always at the registry's current version."""
 
     def __init__(self, registry: Registry, threads: int = 0, precision: dict[str, str] | None = None,
@@ -135,10 +135,10 @@ class ModelStore:
 
 def init_app(app: Flask) -> None:
     registry = Registry(app.config["MODELS_DIR"] or DEFAULT_ROOT)
-    app.extensions["riim.models"] = ModelStore(registry, threads=app.config["ORT_THREADS"],
+    app.extensions["riim.models"] = ModelCache(registry, threads=app.config["ORT_THREADS"],
                                                precision=app.config["MODEL_PRECISION"],
                                                default_precision=app.config["DEFAULT_PRECISION"])
 
 
-def store() -> ModelStore:
+def model_cache() -> ModelCache:
     return current_app.extensions["riim.models"]

@@ -43,7 +43,7 @@ from app import labelling, storage
 from app.auth import admin_required, current_user
 from app.db import db
 from app.errors import ApiError
-from app.inference import store
+from app.inference import model_cache
 from models import atomic
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
@@ -218,7 +218,7 @@ def start(project: str) -> Job:
     if len(active_jobs()) >= current_app.config["JOBS_MAX_RUNNING"]:
         raise ApiError(409, "job_running")
     options = _options()
-    registry = store().registry
+    registry = model_cache().registry
     parent = registry.current(project) if project in registry.models() else None
     job = Job(project=project, state="queued", user=current_user().username, created=now(), directory="",
               options=options, parent_version=parent)

@@ -27,7 +27,7 @@ from app import storage
 from app.auth import admin_required, current_user
 from app.db import Prediction, db
 from app.errors import ApiError
-from app.inference import store
+from app.inference import model_cache
 from models.preprocess import load_image, preprocess_batch
 from models.registry import RegistryError
 
@@ -275,10 +275,10 @@ def counts(project: str) -> dict:
 
 def embeddings(shas: list[str], project: str) -> np.ndarray:
     """(len(shas), d) float32 embeddings by the project's served model (else the default), stored once."""
-    name = project if project in store().registry.models() and store().registry.current(project) else \
+    name = project if project in model_cache().registry.models() and model_cache().registry.current(project) else \
         current_app.config["DEFAULT_MODEL"]
     try:
-        model = store().get(name)
+        model = model_cache().get(name)
     except RegistryError as error:
         raise ApiError(503, "model_unavailable", model=name, reason=str(error)) from None
     stored = {row.upload_sha256: np.frombuffer(row.vector, dtype=np.float32) for row in db.session.scalars(
@@ -373,7 +373,7 @@ def _json_body() -> dict:
 def list_projects():
     """Projects, plus registry models that could become one."""
     projects = [p.as_json() | {"counts": counts(p.name)} for p in db.session.scalars(select(Project).order_by(Project.name))]
-    return jsonify(projects=projects, models=store().registry.models())
+    return jsonify(projects=projects, models=model_cache().registry.models())
 
 
 @bp.post(f"{API}/projects")
@@ -387,8 +387,8 @@ def create_project():
     if db.session.get(Project, name) is not None:
         raise ApiError(409, "project_exists", project=name)
     classes = data.get("classes")
-    if classes is None and name in store().registry.models() and store().registry.current(name):
-        classes = [c for c in store().registry.card(name)["labels"] if CLASS_NAME.fullmatch(c)]
+    if classes is None and name in model_cache().registry.models() and model_cache().registry.current(name):
+        classes = [c for c in model_cache().registry.card(name)["labels"] if CLASS_NAME.fullmatch(c)]
     if not isinstance(classes, list) or len(classes) > MAX_CLASSES:
         raise ApiError(400, "missing_field", field="classes")
     classes = [_check_class(c) for c in classes]

@@ -57,7 +57,7 @@ def test_layers_import_only_downwards():
 @pytest.mark.parametrize("layer, line", [
     ("app", "from training import config"), ("app", "import tensorflow as tf"), ("app", "from sklearn import metrics"),
     ("training", "from app import anomaly"), ("training", "from export.onnx_export import keras_to_onnx"),
-    ("export", "from app.inference import store"), ("models", "from app import inference"),
+    ("export", "from app.inference import model_cache"), ("models", "from app import inference"),
     ("models", "import onnxruntime"),
 ])
 def test_a_forbidden_import_is_caught_even_inside_a_function(tmp_path, layer, line):
