@@ -16,8 +16,7 @@ import numpy as np
 
 from export import browser
 from export.heldout import ImageSet
-from models import card as cards
-from models import metrics
+from models import decision, metrics
 
 THREADS = (1, 2)
 WARMUP = 2
@@ -73,7 +72,7 @@ def compare(card: dict, reference: dict, got: dict, expected: list[str]) -> dict
     """Agreement, |Δp| and accuracy of ``got`` against the Keras ``reference`` outputs."""
     name = card["outputs"]["probabilities"]
     want, have = reference[name], got[name]
-    keras_answers, answers = ([cards.decide(card, p)[0] for p in rows] for rows in (want, have))  # label/"unknown"
+    keras_answers, answers = ([decision.decide(card, p)[0] for p in rows] for rows in (want, have))  # label/"unknown"
     row = {"top1_agreement": metrics.top1_agreement(want, have),
            "answer_agreement": metrics.accuracy(keras_answers, answers),  # Keras's answers taken as the truth
            "max_abs_dp": metrics.max_abs_difference(want, have),

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import jsonschema
 
-from models.decision import decide  # noqa: F401 — the decision rule lives in models.decision
-
 SCHEMA_PATH = Path(__file__).with_name("card.schema.json")
 
 

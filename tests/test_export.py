@@ -12,6 +12,7 @@ import pytest
 from export import browser, heldout, parity
 from export.exporter import FORMATS, export_version, load_keras
 from models import card as cards
+from models import decision
 from models.preprocess import preprocess_batch
 from models.registry import CorruptModelError, Registry, RegistryError, sha256_file
 
@@ -57,7 +58,7 @@ def test_exported_file_loads_and_agrees_with_keras(exported_registry, reference,
     run = parity.onnx_runner(path, 1) if fmt.startswith("onnx") else parity.tflite_runner(path, 1)
     got = run(batch)
     name = card["outputs"]["probabilities"]
-    answers = lambda rows: [cards.decide(card, row)[0] for row in rows]  # noqa: E731
+    answers = lambda rows: [decision.decide(card, row)[0] for row in rows]  # noqa: E731
     assert answers(got[name]) == answers(want[name]) == ["cat", "dog", "dog", "unknown"]
     tolerance = 1e-4 if fmt in FP32 else 0.15
     assert np.abs(got[name] - want[name]).max() < tolerance
