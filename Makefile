@@ -61,15 +61,11 @@ run: models
 	@$(BIN)/riim serve --host $(HOST) --port $(PORT)
 
 # Production serving: gunicorn, (2 x cores) + 1 workers (RIIM_WORKERS=N to choose), production config.
-# The secret key comes from RIIM_SECRET_KEY or instance/config.py (made once here, readable only by you).
+# The secret key comes from RIIM_SECRET_KEY or instance/config.py, else the app makes instance/secret_key once.
 # Session cookies are Secure: behind plain HTTP (a classroom LAN) add RIIM_SESSION_COOKIE_SECURE=0.
 # Graceful reload (new code or config, no dropped request): kill -HUP $$(cat instance/gunicorn.pid)
 serve: models
 	@mkdir -p instance
-	@if [ -z "$$RIIM_SECRET_KEY" ] && [ ! -f instance/config.py ]; then \
-	  echo "==> writing a new random SECRET_KEY to instance/config.py"; \
-	  (umask 077; $(BIN)/python -c "import secrets; print(f'SECRET_KEY = {secrets.token_hex(32)!r}')" > instance/config.py); \
-	fi
 	@echo "==> serving RIIM with gunicorn on http://$(HOST):$(PORT) (Ctrl-C to stop; reload: kill -HUP \$$(cat instance/gunicorn.pid))"
 	@RIIM_ENV=$${RIIM_ENV:-production} $(BIN)/gunicorn -c app/gunicorn.conf.py --bind $(HOST):$(PORT) --pid instance/gunicorn.pid
 

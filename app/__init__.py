@@ -31,9 +31,9 @@ def create_app(config: str | dict | None = None) -> Flask:
     app.config.update(env_overrides(CONFIGS[name]))
     if isinstance(config, dict):
         app.config.update(config)
-    if not app.config.get("SECRET_KEY"):
-        raise RuntimeError("SECRET_KEY is not set: export RIIM_SECRET_KEY or put it in instance/config.py")
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = security.instance_secret(app.instance_path)
     app.config.setdefault("SQLALCHEMY_DATABASE_URI", None)
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'riim.sqlite3'}"

@@ -8,7 +8,7 @@ from models import preprocess
 
 
 class Config:
-    SECRET_KEY = "dev-only-not-secret"
+    SECRET_KEY = None  # RIIM_SECRET_KEY or instance/config.py; else the instance's own (app.security.instance_secret)
     SQLALCHEMY_DATABASE_URI = None  # default: sqlite:///<instance>/riim.sqlite3, set by the factory
     MODELS_DIR = None  # default: models/store in the repository
     DEFAULT_MODEL = "animals"
@@ -45,7 +45,6 @@ class TestingConfig(Config):
 
 
 class ProductionConfig(Config):
-    SECRET_KEY = None  # must come from the environment or the instance folder
     SESSION_COOKIE_SECURE = True  # behind HTTPS; RIIM_SESSION_COOKIE_SECURE=0 for a plain-HTTP classroom LAN
 
 

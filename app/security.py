@@ -6,8 +6,15 @@
   vendored TF.js wasm backend compile its binaries.
 - Rate limits (Flask-Limiter) by client address; in memory per process by default, shared by all workers
   when ``RATELIMIT_STORAGE_URI`` names a Redis server (``redis://host:6379``).
+- The session secret: given (``RIIM_SECRET_KEY``, ``instance/config.py``) or this instance's own random
+  key, made once by :func:`instance_secret`.
 """
 from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from pathlib import Path
 
 from flask import Flask, request
 from flask_limiter import Limiter
@@ -41,6 +48,36 @@ HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Permissions-Policy": "camera=(self), microphone=(), geolocation=()",
 }
+
+
+SECRET_FILE = "secret_key"  # in the instance folder
+
+
+def instance_secret(folder: str | Path) -> str:
+    """This instance's secret key from ``folder/secret_key``, made on first use: 32 random bytes (hex),
+    mode 600. Race-safe between processes starting together (gunicorn workers): the key is written to a
+    private temporary file and hard-linked into place, which only the first process achieves (create-
+    exclusive, never a half-written file); every process then reads the one file."""
+    path = Path(folder) / SECRET_FILE
+    if not path.exists():
+        descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-secret-")  # mode 600
+        try:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_hex(32))
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+        finally:
+            os.unlink(temporary)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)  # e.g. copied with a permissive umask: the key is readable only by its owner
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise RuntimeError(f"{path} holds no usable key: delete it and start again (a new one is made)")
+    return key
 
 
 def security_headers(response):
