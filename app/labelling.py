@@ -323,6 +323,13 @@ def kmeans(x: np.ndarray, k: int, seed: int = 0, iterations: int = 50) -> np.nda
 # --- export / import ---------------------------------------------------------------------------------
 
 FIELDS = ("sha256", "status", "label", "holdout", "user", "created", "filename")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may read as a formula
+
+
+def csv_cell(value):
+    """``value`` made inert for spreadsheets (OWASP CSV injection): text that could start a formula gets a
+    leading single quote. The cells come from uploads' filenames, i.e. from anonymous clients."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
 
 def export_rows(project: str) -> list[dict]:
@@ -439,7 +446,7 @@ def export_labels(name):
     out = io.StringIO()
     writer = csv.DictWriter(out, FIELDS)
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)
     return current_app.response_class(out.getvalue(), mimetype="text/csv", headers={
         "Content-Disposition": f"attachment; filename={name}-labels.csv"})
 
