@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-from app.inference import ModelStore
+from app.inference import ModelCache
 from models.preprocess import preprocess_batch
 from models.registry import Registry
 from tests import tiny_model
@@ -63,10 +63,10 @@ def test_served_answers_are_the_network_computed_in_numpy(app, photos):
 
 
 def test_int8_falls_back_to_fp32_until_exported_and_bad_precision_is_refused(tiny_registry):
-    store = ModelStore(tiny_registry, default_precision="int8")
-    assert store.get("animals").fmt == "onnx"  # no `riim export` yet: the fp32 file is served
+    cache = ModelCache(tiny_registry, default_precision="int8")
+    assert cache.get("animals").fmt == "onnx"  # no `riim export` yet: the fp32 file is served
     with pytest.raises(ValueError, match="int4"):
-        ModelStore(tiny_registry, precision={"animals": "int4"})
+        ModelCache(tiny_registry, precision={"animals": "int4"})
 
 
 def test_multi_image_request_is_one_session_run(app, photos):
