@@ -39,9 +39,11 @@ $(VENDOR)/.vendored: web/package.json web/package-lock.json
 	@cp web/node_modules/bootstrap/dist/css/bootstrap.min.css web/node_modules/bootstrap/dist/js/bootstrap.bundle.min.js $(VENDOR)/bootstrap/
 	@touch $@
 
-# Debian packages: chromium (browser tests), darknet (a real dog photo), dataset-fashion-mnist (training data). Installed only when missing.
+# Debian packages: chromium (browser tests), darknet (a real dog photo), dataset-fashion-mnist (training data),
+# redis-server (rate limits shared by the gunicorn workers). Installed only when missing.
 system-packages:
 	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	test -f /usr/share/darknet/data/dog.jpg || missing="$$missing darknet"; \
 	test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || missing="$$missing dataset-fashion-mnist"; \
 	if [ -n "$$missing" ]; then \
@@ -49,7 +51,7 @@ system-packages:
 	    echo "==> installing Debian packages:$$missing"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
 	      || { echo "ERROR: apt-get install$$missing failed"; exit 1; }; \
-	  else echo "WARNING: missing Debian packages:$$missing (run as root: apt-get install$$missing); browser and photo tests will fail"; fi; \
+	  else echo "WARNING: missing Debian packages:$$missing (run as root: apt-get install$$missing); browser, photo and shared-limit tests will fail"; fi; \
 	fi
 
 models: setup
@@ -64,10 +66,26 @@ run: models
 # The secret key comes from RIIM_SECRET_KEY or instance/config.py, else the app makes instance/secret_key once.
 # Session cookies are Secure: behind plain HTTP (a classroom LAN) add RIIM_SESSION_COOKIE_SECURE=0.
 # Graceful reload (new code or config, no dropped request): kill -HUP $$(cat instance/gunicorn.pid)
+# Rate limits are shared by all workers in Redis: RIIM_RATELIMIT_STORAGE_URI=redis://host:6379 names one;
+# otherwise, when redis-server is installed, a private one runs as long as gunicorn does, on a socket in
+# instance/ that only you can open (no port); without it each worker counts on its own (a warning says so).
 serve: models
 	@mkdir -p instance
-	@echo "==> serving RIIM with gunicorn on http://$(HOST):$(PORT) (Ctrl-C to stop; reload: kill -HUP \$$(cat instance/gunicorn.pid))"
-	@RIIM_ENV=$${RIIM_ENV:-production} $(BIN)/gunicorn -c app/gunicorn.conf.py --bind $(HOST):$(PORT) --pid instance/gunicorn.pid
+	@uri="$$RIIM_RATELIMIT_STORAGE_URI"; sock="$(CURDIR)/instance/redis.sock"; \
+	if [ -n "$$uri" ]; then echo "==> rate limits shared by all workers in $$uri"; \
+	elif command -v redis-server >/dev/null; then \
+	  rm -f "$$sock"; \
+	  redis-server --port 0 --unixsocket "$$sock" --unixsocketperm 700 --save '' --appendonly no \
+	    --logfile "$(CURDIR)/instance/redis.log" & redis_pid=$$!; trap 'kill $$redis_pid 2>/dev/null' EXIT; \
+	  for try in $$(seq 50); do redis-cli -s "$$sock" ping >/dev/null 2>&1 && break; sleep 0.1; done; \
+	  redis-cli -s "$$sock" ping >/dev/null 2>&1 || { echo "ERROR: redis-server did not start (see instance/redis.log)"; exit 1; }; \
+	  uri="redis+unix://$$sock"; echo "==> rate limits shared by all workers: a private redis-server on $$sock"; \
+	else uri="memory://"; \
+	  echo "WARNING: redis-server is not installed: each gunicorn worker counts rate limits on its own, so a client gets up to (workers x) the limits (apt-get install redis-server, or RIIM_RATELIMIT_STORAGE_URI=redis://host:6379)"; \
+	fi; \
+	echo "==> serving RIIM with gunicorn on http://$(HOST):$(PORT) (Ctrl-C to stop; reload: kill -HUP \$$(cat instance/gunicorn.pid))"; \
+	RIIM_ENV=$${RIIM_ENV:-production} RIIM_RATELIMIT_STORAGE_URI="$$uri" \
+	  $(BIN)/gunicorn -c app/gunicorn.conf.py --bind $(HOST):$(PORT) --pid instance/gunicorn.pid
 
 test: setup
 	@echo "==> running the test suite"

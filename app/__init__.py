@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import api, auth, db, errors, i18n, inference, jobs, labelling, pages, security, storage
 from app.config import CONFIGS, env_overrides
@@ -37,6 +38,8 @@ def create_app(config: str | dict | None = None) -> Flask:
     app.config.setdefault("SQLALCHEMY_DATABASE_URI", None)
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'riim.sqlite3'}"
+    if hops := app.config["PROXY_HOPS"]:  # the client address, scheme and host as the proxies saw them
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     i18n.init_app(app)
     errors.init_app(app)

@@ -26,9 +26,12 @@ class Config:
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
     RATELIMIT_ENABLED = True
     RATELIMIT_STORAGE_URI = "memory://"  # per process; redis://host:6379 to share limits between workers
+    RATELIMIT_STORAGE_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1}  # for Redis: seconds
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True  # Redis unreachable: per-process limits until it is back
     RATELIMIT_HEADERS_ENABLED = True
     RATE_LIMIT_PREDICT = "120 per minute"  # per client address, on /api/v1/predict
     RATE_LIMIT_LOGIN = "10 per minute"
+    PROXY_HOPS = 0  # reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted (docs/security.md)
     MAX_IMAGES_PER_REQUEST = 16
     ORT_THREADS = 0  # 0 = let ONNX Runtime decide
     DEFAULT_PRECISION = "fp32"  # ONNX served: "fp32" or "int8" (needs `riim export`; fp32 until it exists)
