@@ -16,11 +16,16 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
+import math
 import re
+import sqlite3
 
 import numpy as np
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
-from sqlalchemy import JSON, Boolean, DateTime, Integer, LargeBinary, String, UniqueConstraint, func, select
+from sqlalchemy import (JSON, Boolean, DateTime, Integer, LargeBinary, String, UniqueConstraint, case, event,
+                        func, select)
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app import storage
@@ -104,13 +109,13 @@ def labelled_images(project: str) -> list[tuple[storage.Upload, Label]]:
 
 def uncertainty(probabilities: dict, order: str) -> float:
     """0 = sure, 1 = undecided: 1 − (p1 − p2) for ``margin``, entropy / log(n) for ``entropy``."""
-    p = np.sort(np.asarray(list(probabilities.values()), dtype=np.float64))[::-1]
+    p = sorted(map(float, probabilities.values()), reverse=True)
     if len(p) < 2:
         return 0.0
     if order == "entropy":
-        q = p[p > 0] / p.sum()
-        return float(-(q * np.log(q)).sum() / np.log(len(p)))
-    return float(1.0 - (p[0] - p[1]))
+        total = sum(p)
+        return -sum(q / total * math.log(q / total) for q in p if q > 0) / math.log(len(p))
+    return 1.0 - (p[0] - p[1])
 
 
 def get_project(name: str) -> Project:
@@ -181,15 +186,57 @@ def add_labels(project: Project, items) -> list[Label]:
 
 # --- queue -------------------------------------------------------------------------------------------
 
-def latest_predictions(shas: list[str], project: str) -> dict[str, Prediction]:
-    """sha256 → its latest prediction, preferring the project's model."""
-    found: dict[str, Prediction] = {}
-    rows = db.session.scalars(select(Prediction).where(Prediction.image_sha256.in_(shas)).order_by(Prediction.id))
-    for row in rows:
-        best = found.get(row.image_sha256)
-        if best is None or row.model_name == project or best.model_name != project:
-            found[row.image_sha256] = row
-    return found
+def _latest_labels(project: str):
+    """Subquery: the id of the current :class:`Label` row of each upload in ``project``."""
+    return (select(Label.upload_sha256, func.max(Label.id).label("id")).where(Label.project == project)
+            .group_by(Label.upload_sha256).subquery())
+
+
+def _latest_predictions(project: str):
+    """Subquery: the id of each upload's latest prediction, preferring the project's model."""
+    own = func.max(case((Prediction.model_name == project, Prediction.id)))
+    return (select(Prediction.image_sha256, func.coalesce(own, func.max(Prediction.id)).label("id"))
+            .group_by(Prediction.image_sha256).subquery())
+
+
+def _sql_uncertainty(probabilities: str, order: str) -> float:
+    """:func:`uncertainty` of a stored (JSON) prediction, registered in SQLite as ``riim_uncertainty`` so that
+    the queue is ordered and paged in SQL."""
+    return uncertainty(json.loads(probabilities), order)
+
+
+@event.listens_for(Engine, "connect")
+def _register_functions(connection, _record) -> None:
+    if isinstance(connection, sqlite3.Connection):
+        connection.create_function("riim_uncertainty", 2, _sql_uncertainty, deterministic=True)
+
+
+def queue_query(project: str, order: str = "margin", wanted: str = "unlabelled", predicted: str | None = None,
+                unknown: bool | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None):
+    """(Upload, current Label or None, latest Prediction or None) of the queue, filtered and ordered in SQL:
+    most uncertain first (uploads without a prediction last), or newest first for ``date``."""
+    labels, predictions = _latest_labels(project), _latest_predictions(project)
+    query = (select(storage.Upload, Label, Prediction)
+             .outerjoin(labels, labels.c.upload_sha256 == storage.Upload.sha256)
+             .outerjoin(Label, Label.id == labels.c.id)
+             .outerjoin(predictions, predictions.c.image_sha256 == storage.Upload.sha256)
+             .outerjoin(Prediction, Prediction.id == predictions.c.id))
+    if wanted == "unlabelled":
+        query = query.where(Label.id.is_(None))
+    elif wanted != "all":
+        query = query.where(Label.status == wanted)
+    if predicted is not None:
+        query = query.where(Prediction.label == predicted)
+    if unknown is not None:
+        query = query.where(Prediction.unknown == unknown)
+    if since:
+        query = query.where(storage.Upload.created >= since)
+    if until:
+        query = query.where(storage.Upload.created <= until)
+    if order == "date":
+        return query.order_by(storage.Upload.created.desc(), storage.Upload.id)
+    return query.order_by(Prediction.id.is_(None), func.riim_uncertainty(Prediction.probabilities, order).desc(),
+                          storage.Upload.created, storage.Upload.id)
 
 
 def _date(name: str) -> dt.datetime | None:
@@ -218,8 +265,8 @@ def _int(name: str, default: int, low: int, high: int) -> int:
 
 
 def queue(project: Project) -> dict:
-    """The filtered, ordered queue of ``project`` (query: order, status, predicted, unknown, since, until,
-    limit, offset)."""
+    """One page of the filtered, ordered queue of ``project`` (query: order, status, predicted, unknown, since,
+    until, limit, offset), with the total count."""
     order = _choice("order", ORDERS, "margin")
     wanted = _choice("status", QUEUE_STATUSES, "unlabelled")
     predicted, unknown = request.args.get("predicted"), request.args.get("unknown")
@@ -227,47 +274,34 @@ def queue(project: Project) -> dict:
         raise ApiError(400, "bad_param", name="unknown", value=unknown[:80])
     since, until = _date("since"), _date("until")
     limit, offset = _int("limit", 50, 1, 500), _int("offset", 0, 0, 10**9)
-    query = select(storage.Upload)
-    if since:
-        query = query.where(storage.Upload.created >= since)
-    if until:
-        query = query.where(storage.Upload.created <= until)
-    uploads = list(db.session.scalars(query))
-    labels = current_labels(project.name)
-    predictions = latest_predictions([u.sha256 for u in uploads], project.name)
+    query = queue_query(project.name, order, wanted, predicted, None if unknown is None else unknown == "1",
+                        since, until)
+    page = db.session.execute(query.add_columns(func.count().over()).limit(limit).offset(offset)).all()
+    total = page[0][-1] if page else db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     items = []
-    for upload in uploads:
-        row, prediction = labels.get(upload.sha256), predictions.get(upload.sha256)
-        status = row.status if row else "unlabelled"
-        if wanted != "all" and status != wanted:
-            continue
-        if predicted is not None and (prediction is None or prediction.label != predicted):
-            continue
-        if unknown is not None and (prediction is None or prediction.unknown != (unknown == "1")):
-            continue
-        items.append({**upload.as_json(), "status": status, "label": row.as_json() if row else None,
+    for upload, row, prediction, _ in page:
+        items.append({**upload.as_json(), "status": row.status if row else "unlabelled",
+                      "label": row.as_json() if row else None,
                       "prediction": None if prediction is None else {
                           "model": prediction.model_name, "version": prediction.model_version,
                           "label": prediction.label, "unknown": prediction.unknown,
                           "confidence": prediction.confidence, "probabilities": prediction.probabilities},
                       "uncertainty": None if prediction is None else uncertainty(prediction.probabilities, order)})
-    if order == "date":
-        items.sort(key=lambda item: item["created"], reverse=True)
-    else:  # most uncertain first; images without a prediction last
-        items.sort(key=lambda item: (item["uncertainty"] is None, -(item["uncertainty"] or 0.0), item["created"]))
-    return {"project": project.as_json(), "order": order, "total": len(items),
-            "items": items[offset:offset + limit], "counts": counts(project.name)}
+    return {"project": project.as_json(), "order": order, "total": total, "items": items,
+            "counts": counts(project.name)}
 
 
 def counts(project: str) -> dict:
-    """Images per class (training / held out) and per status."""
+    """Images per class (training / held out) and per status, counted in SQL."""
     per_class: dict[str, dict[str, int]] = {}
     statuses = dict.fromkeys(STATUSES, 0)
-    for row in current_labels(project).values():
-        statuses[row.status] += 1
-        if row.status == "labelled":
-            entry = per_class.setdefault(row.label, {"train": 0, "holdout": 0})
-            entry["holdout" if row.holdout else "train"] += 1
+    latest = _latest_labels(project)
+    rows = db.session.execute(select(Label.status, Label.label, Label.holdout, func.count())
+                              .join(latest, Label.id == latest.c.id).group_by(Label.status, Label.label, Label.holdout))
+    for status, label, holdout, count in rows:
+        statuses[status] += count
+        if status == "labelled":
+            per_class.setdefault(label, {"train": 0, "holdout": 0})["holdout" if holdout else "train"] += count
     return {"classes": per_class, "statuses": statuses}
 
 
