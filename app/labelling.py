@@ -344,7 +344,7 @@ def kmeans(x: np.ndarray, k: int, seed: int = 0, iterations: int = 50) -> np.nda
     centres = np.stack(centres)
     assignment = np.full(len(x), -1)
     for _ in range(iterations):
-        new = ((x[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+        new = ((centres ** 2).sum(1) - 2 * x @ centres.T).argmin(1)  # squared distances, less ‖x‖²
         if np.array_equal(new, assignment):
             break
         assignment = new
@@ -493,15 +493,15 @@ def import_labels(name):
     return jsonify(imported=len(rows), counts=counts(name))
 
 
-@bp.get(f"{API}/projects/<name>/clusters")
+@bp.post(f"{API}/projects/<name>/clusters")
 @admin_required
 def clusters(name):
-    """k-means clusters (``k``, default 6) of the unlabelled uploads, for bulk labelling."""
+    """k-means clusters (``k``, default 6) of the first ``MAX_ITEMS`` unlabelled uploads of the queue, for bulk
+    labelling. A POST (CSRF): it computes and stores the embeddings it lacks."""
     project = get_project(name)
     k = _int("k", 6, 2, 50)
-    labels = current_labels(project.name)
-    shas = [u.sha256 for u in db.session.scalars(select(storage.Upload).order_by(storage.Upload.id))
-            if u.sha256 not in labels]
+    shas = list(db.session.scalars(queue_query(project.name).with_only_columns(storage.Upload.sha256)
+                                   .limit(MAX_ITEMS)))
     if len(shas) < k:
         return jsonify(k=k, clusters=[{"cluster": 0, "members": shas}] if shas else [])
     assignment = kmeans(embeddings(shas, project.name), k)

@@ -1,17 +1,20 @@
 """The labelling queue is filtered, ordered and paginated in SQL: 50,000 stored uploads (rows made with bulk
-inserts, no image files needed) answer their first page quickly and exactly like the Python reference."""
+inserts, no image files needed) answer their first page quickly and exactly like the Python reference.
+Grouping the head of the queue (k-means, which stores embeddings) is a POST with CSRF."""
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import time
 
 import numpy as np
 import pytest
+from PIL import Image
 from sqlalchemy import insert
 
 from app.db import Prediction, db
-from app.labelling import Label, uncertainty
+from app.labelling import Embedding, Label, uncertainty
 from app.storage import Upload
 
 API = "/api/v1/labelling"
@@ -75,3 +78,34 @@ def test_first_page_of_50000_uploads_is_fast_and_right(admin_client, many):
     assert unknown["total"] == sum(max(many[sha][1].values()) < 0.5 for sha in labelled)
     assert all(item["prediction"]["unknown"] and item["status"] == "labelled" for item in unknown["items"])
 
+
+
+def png(colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 40), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_grouping_is_a_post_with_csrf_over_the_head_of_the_queue(app, admin_client):
+    """k-means computes and stores embeddings: a GET must not do it (405), a POST without the token is refused."""
+    contents = [png((40 * i, 255 - 40 * i, 90)) for i in range(6)]
+    files = [(io.BytesIO(data), f"{i}.png") for i, data in enumerate(contents)]
+    assert admin_client.post("/api/v1/predict?store=1", data={"image": files}, content_type="multipart/form-data",
+                             headers={"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}).status_code == 200
+    assert admin_client.post(f"{API}/projects", json={"name": "shop", "classes": list(CLASSES)}).status_code == 201
+    shas = [hashlib.sha256(data).hexdigest() for data in contents]
+    assert admin_client.post(f"{API}/projects/shop/labels", json={"sha256": shas[0], "label": "bag"}).status_code == 200
+
+    assert admin_client.get(f"{API}/projects/shop/clusters?k=2").status_code == 405
+    token = admin_client.environ_base.pop("HTTP_X_CSRFTOKEN")
+    refused = admin_client.post(f"{API}/projects/shop/clusters?k=2")
+    admin_client.environ_base["HTTP_X_CSRFTOKEN"] = token
+    assert refused.status_code == 400 and refused.json["error"]["code"] == "csrf_failed"
+    with app.app_context():
+        assert db.session.query(Embedding).count() == 0  # neither call computed anything
+
+    answer = admin_client.post(f"{API}/projects/shop/clusters?k=2").json
+    members = [sha for group in answer["clusters"] for sha in group["members"]]
+    assert sorted(members) == sorted(shas[1:])  # the unlabelled ones
+    with app.app_context():
+        assert db.session.query(Embedding).count() == 5

@@ -85,7 +85,7 @@ async function label(decision) {
 }
 
 async function findClusters() {
-  const answer = await api(`${projectUrl("/clusters")}?k=6`);
+  const answer = await post(`${projectUrl("/clusters")}?k=6`, {});
   $("clusters").replaceChildren(...answer.clusters.map((group, k) => {
     const select = element("select", { className: "form-select form-select-sm", attrs: { "aria-label": t("labelling.label_cluster") } },
       ...project.classes.map((name) => element("option", { text: name, attrs: { value: name } })));
