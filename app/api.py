@@ -14,7 +14,9 @@ from app.auth import admin_required
 from app.db import Prediction, db
 from app.errors import ApiError
 from app.inference import model_cache
+from app.i18n import translate
 from app.security import csrf, limiter
+from app.tokens import may_store_uploads
 from models.preprocess import ImageDecodeError, ImageTooLargeError, load_image
 from models.registry import CorruptModelError, RegistryError, sha256_file
 
@@ -126,7 +128,8 @@ def predict():
     Each image is stored for the labelling loop unless ``store=0``."""
     started = time.perf_counter()
     name = request.args.get("model", current_app.config["DEFAULT_MODEL"])
-    keep = flag("store", current_app.config["STORE_UPLOADS"])
+    wanted, allowed = flag("store", current_app.config["STORE_UPLOADS"]), may_store_uploads()
+    keep = wanted and allowed
     explain_it, anomalies = flag("explain", False), flag("anomaly", False)
     overlay_format = choice("overlay", map_images.OVERLAY_FORMATS)
     uploads = uploaded_images()
@@ -151,7 +154,8 @@ def predict():
     timings = {"decode_ms": (decoded - started) * 1e3, **timings,
                "total_ms": (time.perf_counter() - started) * 1e3}
     return jsonify(model={"name": model.name, "version": model.version, "format": model.fmt}, results=results,
-                   timings={key: round(value, 2) for key, value in timings.items()})
+                   timings={key: round(value, 2) for key, value in timings.items()},
+                   stored=keep, **({"notice": translate("predict.not_stored")} if wanted and not allowed else {}))
 
 
 def target_class(model) -> str | int | None:

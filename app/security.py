@@ -6,6 +6,7 @@
   vendored TF.js wasm backend compile its binaries.
 - Rate limits (Flask-Limiter) by client address; in memory per process by default, shared by all workers
   when ``RATELIMIT_STORAGE_URI`` names a Redis server (``redis://host:6379``).
+- :func:`request_site` tells same-origin page requests from cross-site ones (``Sec-Fetch-Site``, ``Origin``).
 - The session secret: given (``RIIM_SECRET_KEY``, ``instance/config.py``) or this instance's own random
   key, made once by :func:`instance_secret`.
 """
@@ -78,6 +79,20 @@ def instance_secret(folder: str | Path) -> str:
     if len(key) < 32:
         raise RuntimeError(f"{path} holds no usable key: delete it and start again (a new one is made)")
     return key
+
+
+def request_site() -> str | None:
+    """Where a request comes from, as the browser says: ``"same-origin"`` (a page of this server),
+    ``"cross-site"`` (any other page), or None (no browser headers: curl, scripts). ``Sec-Fetch-Site`` is
+    trusted first; browsers without it send ``Origin`` on every POST, compared with this server's origin
+    (behind a proxy, the one PROXY_HOPS restores)."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return "same-origin" if fetch_site == "same-origin" else "cross-site"
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return "same-origin" if origin == f"{request.scheme}://{request.host}" else "cross-site"
+    return None
 
 
 def security_headers(response):

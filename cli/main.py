@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from app import auth, db, jobs, storage
+from app import auth, db, jobs, storage, tokens
 from app import cli as app_cli
 from cli import commands
 from export import cli as export_cli
@@ -17,8 +17,8 @@ def main():
     """RIIM — Reconocimiento Inteligente de Imágenes / Intelligent Image Recognition."""
 
 
-for command in (*app_cli.COMMANDS, auth.users_cli, storage.uploads_cli, db.db_cli, jobs.jobs_cli,
-                *training_cli.COMMANDS, *export_cli.COMMANDS, *commands.COMMANDS):
+for command in (*app_cli.COMMANDS, auth.users_cli, tokens.tokens_cli, storage.uploads_cli, db.db_cli,
+                jobs.jobs_cli, *training_cli.COMMANDS, *export_cli.COMMANDS, *commands.COMMANDS):
     main.add_command(command)
 
 if __name__ == "__main__":
