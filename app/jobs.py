@@ -43,6 +43,7 @@ from app import labelling, storage
 from app.auth import admin_required, current_user
 from app.db import db
 from app.errors import ApiError
+from app.i18n import translate
 from app.inference import model_cache
 from models import atomic
 
@@ -64,7 +65,7 @@ class Job(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project: Mapped[str] = mapped_column(String(64), index=True)
     state: Mapped[str] = mapped_column(String(16), index=True, default="queued")
-    stage: Mapped[str | None] = mapped_column(String(16))  # train, export, evaluate
+    stage: Mapped[str | None] = mapped_column(String(16))  # train, export, calibrate, evaluate, promote, done
     user: Mapped[str] = mapped_column(String(64))
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
     started: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
@@ -84,7 +85,8 @@ class Job(db.Model):
                 "created": stamp(self.created), "started": stamp(self.started), "finished": stamp(self.finished),
                 "options": self.options, "parent_version": self.parent_version, "version": self.version,
                 "promoted": self.promoted, "result": self.result, "error": self.error,
-                "progress": read_json(Path(self.directory) / "progress.json")}
+                "progress": read_json(Path(self.directory) / "progress.json"),
+                **stage_view(Path(self.directory), self.options or {}, self.state)}
 
 
 def read_json(path: Path) -> dict | None:
@@ -172,22 +174,146 @@ def _link(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def write_folders(project: str, directory: Path, min_per_class: int) -> dict:
+def more_needed(labelled: int, already: int, wanted: int, every: int, holdout: bool) -> int | None:
+    """How many more images of a class with ``labelled`` labelled images the teacher must label to reach
+    ``wanted`` training (``holdout`` False) or held-out (True) images, ``already`` being there now: the
+    next labels continue the class's count, and every ``every``-th one is held out (app/labelling.py)."""
+    if already >= wanted:
+        return 0
+    for more in range(1, 10 * (wanted + 1) * max(every, 1)):
+        kept_aside = bool(every) and (labelled + more) % every == 0
+        already += kept_aside == holdout
+        if already >= wanted:
+            return more
+    return None  # never: nothing is held out (every = 0) or everything is (every = 1)
+
+
+def write_folders(project: str, directory: Path, min_per_class: int, every: int = 0,
+                  min_heldout: int = 0) -> tuple[dict, list[dict]]:
     """Write ``data/<class>/`` (training) and ``holdout/<class>/`` from the current labels; answers the
-    image counts. 409 ``not_enough_labels`` when fewer than 2 classes have ``min_per_class`` images."""
+    image counts of the classes trained on and the classes left out, each with the reason and how many
+    more images to label (``label_more``). 409 ``not_enough_labels`` when fewer than 2 classes have
+    ``min_per_class`` training images, saying which images to label.
+
+    Each count is ``{"train", "holdout", "holdout_more"}``: ``holdout_more`` is how many more images of
+    the class to label for ``min_heldout`` held-out images (0 when there are enough)."""
     counts: dict[str, dict[str, int]] = {}
     for upload, row in labelling.labelled_images(project):
         counts.setdefault(row.label, {"train": 0, "holdout": 0})["holdout" if row.holdout else "train"] += 1
     ready = [label for label, count in counts.items() if count["train"] >= min_per_class]
+    excluded = [{"label": label, **count, "reason": "too_few_images", "minimum": min_per_class,
+                 "label_more": more_needed(count["train"] + count["holdout"], count["train"], min_per_class, every,
+                                           False)}
+                for label, count in sorted(counts.items()) if label not in ready]
     if len(ready) < 2:
-        raise ApiError(409, "not_enough_labels", minimum=min_per_class,
+        closest = sorted(excluded, key=lambda entry: entry["label_more"])[:2 - len(ready)]
+        needs = [translate("jobs.label_more", count=entry["label_more"], label=entry["label"]) for entry in closest]
+        if len(ready) + len(closest) < 2:
+            needs.append(translate("jobs.label_new_class", count=more_needed(0, 0, min_per_class, every, False)))
+        raise ApiError(409, "not_enough_labels", minimum=min_per_class, every=every or "-", needs=", ".join(needs),
                        counts=", ".join(f"{label} {c['train']}" for label, c in sorted(counts.items())) or "-")
     for upload, row in labelling.labelled_images(project):
         if row.label in ready:
             split = "holdout" if row.holdout else "data"
             _link(storage.path_for(upload.sha256, upload.extension),
                   directory / split / row.label / f"{upload.sha256}.{upload.extension}")
-    return {label: counts[label] for label in sorted(ready)}
+    images = {label: {**counts[label], "holdout_more": more_needed(
+        counts[label]["train"] + counts[label]["holdout"], counts[label]["holdout"], min_heldout, every, True)}
+        for label in sorted(ready)}
+    return images, excluded
+
+
+# --- the stages of a job, as the page shows them ------------------------------------------------------
+
+STAGE_FILE = "stages.json"  # written by the driver: its own stages (export, calibrate, evaluate) + estimates
+
+
+def training_stage(name: str | None) -> str | None:
+    """A ``riim train`` progress stage as a job stage: data and every features pass are "features"."""
+    if name is None:
+        return None
+    if name == "data" or name.startswith("features"):
+        return "features"
+    return name.split(" ")[0]  # "pruning 50%" → "pruning"
+
+
+def planned_stages(options: dict) -> list[str]:
+    """The stages a job with ``options`` goes through, in order."""
+    from models import training_config
+
+    try:
+        config = training_config.from_dict(options.get("config") or {})
+    except training_config.ConfigError:
+        config = training_config.TrainConfig()
+    plan = ["features", "head"]
+    plan += ["crossval"] if config.crossval.folds or config.crossval.leave_one_out else []
+    plan += ["finetune"] if config.finetune.enabled else []
+    plan += ["pruning"] if config.pruning.sparsities else []
+    plan += ["qat"] if config.qat.enabled else []
+    plan += ["publish"] + (["export"] if options.get("export") else [])
+    return plan + (["calibrate"] if options.get("calibrate", True) else []) + ["evaluate"]
+
+
+def _seconds_since(stamp: str | float | None) -> float | None:
+    if stamp is None:
+        return None
+    if isinstance(stamp, (int, float)):
+        return max(0.0, now().timestamp() - stamp)
+    try:
+        return max(0.0, (now() - dt.datetime.fromisoformat(stamp)).total_seconds())
+    except ValueError:
+        return None
+
+
+def stage_view(directory: Path, options: dict, state: str) -> dict:
+    """``{"stages": [{"name", "state", "seconds", "eta_seconds", "step", "steps", "unit"}], "eta_seconds"}``
+    for a job: training stages from ``progress.json`` (``riim train``), the driver's from ``stages.json``.
+
+    ETAs are real: a training stage extrapolates its epochs (or images); a driver stage uses how long the
+    same stage took in the previous jobs (``expected``), else the pace of its steps; an overrun gives no
+    ETA (None) rather than "0 s". ``eta_seconds`` (whole job) is set only when every stage left has one."""
+    progress = read_json(directory / "progress.json") or {}
+    driver = read_json(directory / STAGE_FILE) or {}
+    expected = driver.get("expected", {})
+    done: dict[str, float] = {}
+    for entry in progress.get("stages", []):
+        name = training_stage(entry["name"])
+        done[name] = round(done.get(name, 0.0) + entry["seconds"], 1)
+    current = training_stage(progress.get("stage")) if progress.get("state") == "running" else None
+    rows, ended = [], state not in ACTIVE
+    for name in planned_stages(options):
+        row = {"name": name, "state": "pending", "seconds": None, "eta_seconds": expected.get(name)}
+        mine = driver.get("stages", {}).get(name)
+        if mine and mine.get("finished"):
+            row.update(state="done", seconds=mine["seconds"], eta_seconds=0)
+        elif mine:
+            elapsed = _seconds_since(mine["started"]) or 0.0
+            step, steps = mine.get("step", 0), mine.get("steps")
+            eta = None
+            if expected.get(name) and expected[name] > elapsed:
+                eta = expected[name] - elapsed
+            elif step and steps and step < steps:
+                eta = elapsed / step * (steps - step)
+            row.update(state="running", seconds=round(elapsed, 1), step=step, steps=steps, unit="step",
+                       eta_seconds=None if eta is None else round(eta, 1))
+        elif name == current:
+            elapsed = done.get(name, 0.0) + (_seconds_since(progress.get("stage_started")) or 0.0)
+            eta = progress.get("eta_seconds")
+            if eta is not None:
+                eta = max(0.0, eta - (_seconds_since(progress.get("updated")) or 0.0))
+            row.update(state="running", seconds=round(elapsed, 1), step=progress.get("epoch"),
+                       steps=progress.get("epochs"), unit="image" if name == "features" else "epoch",
+                       eta_seconds=None if eta is None else round(eta, 1))
+        elif name in done:
+            row.update(state="done", seconds=done[name], eta_seconds=0)
+        if ended and row["state"] == "running":
+            row.update(state=state if state != "succeeded" else "done", eta_seconds=None)
+        elif ended and row["state"] == "pending":
+            row.update(state="skipped", eta_seconds=None)
+        rows.append(row)
+    left = [row["eta_seconds"] for row in rows if row["state"] in ("running", "pending")]
+    total = None if ended or any(value is None for value in left) else round(sum(left), 1)
+    return {"stages": rows, "eta_seconds": 0 if state == "succeeded" else total}
 
 
 def _options() -> dict:
@@ -228,7 +354,11 @@ def start(project: str) -> Job:
     try:
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
-        options["images"] = write_folders(project, directory, options["min_per_class"])
+        options["holdout_every"] = current_app.config["LABEL_HOLDOUT_EVERY"]
+        options["min_heldout_per_class"] = current_app.config["JOBS_MIN_HELDOUT_PER_CLASS"]
+        options["calibrate"] = current_app.config["JOBS_CALIBRATE"]
+        options["images"], options["excluded"] = write_folders(
+            project, directory, options["min_per_class"], options["holdout_every"], options["min_heldout_per_class"])
     except ApiError:
         db.session.delete(job)
         db.session.commit()
@@ -311,7 +441,8 @@ def cancel_job(job_id):
 
 def init_app(app: Flask) -> None:
     for key, value in {"JOBS_MAX_RUNNING": 1, "JOBS_AUTO_PROMOTE": False, "JOBS_EXPORT": True,
-                       "JOBS_EXPORT_REPEATS": 5, "JOBS_TRAIN_CONFIG": {}}.items():
+                       "JOBS_EXPORT_REPEATS": 5, "JOBS_TRAIN_CONFIG": {}, "JOBS_CALIBRATE": True,
+                       "JOBS_MIN_HELDOUT_PER_CLASS": 5}.items():
         app.config.setdefault(key, value)
     app.register_blueprint(bp)
 

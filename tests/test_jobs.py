@@ -10,8 +10,9 @@ import signal
 import pytest
 
 from app.jobs import ACTIVE
+from app.jobs import more_needed
 from cli.job_driver import better
-from models.metrics import summary
+from models.metrics import summary, wilson_interval
 from models.registry import Registry
 from tests.conftest import ADMIN, serving_app
 from tests.support import wait_until
@@ -29,6 +30,26 @@ def test_metrics_and_the_better_rule():
     assert metrics["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
     old, new = {"accuracy": 0.5, "macro_f1": 0.5}, {"images": 4, "accuracy": 0.75, "macro_f1": 0.4}
     assert better({"new": new, "parent": old}) and not better({"new": old | {"images": 4}, "parent": new})
+    assert not better({"new": new, "parent": old, "meaningful": False})  # too few held-out images to tell
+
+
+def test_wilson_interval_against_known_values():
+    """95 % Wilson score intervals (Wilson 1927; e.g. Newcombe 1998, Table I: 81/263 → 0.2553–0.3662)."""
+    assert wilson_interval(81, 263) == pytest.approx((0.2553, 0.3662), abs=1e-4)
+    assert wilson_interval(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+    assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)  # 100 % on 10 images: not certain
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
+
+
+def test_label_more_counts_the_held_out_images():
+    """Every 5th labelled image of a class is held out: 5 training images need 6 labelled."""
+    assert more_needed(0, 0, 5, 5, holdout=False) == 6
+    assert more_needed(5, 4, 5, 5, holdout=False) == 1  # the 6th is a training image
+    assert more_needed(4, 4, 5, 5, holdout=False) == 2  # the 5th is held out, the 6th trains
+    assert more_needed(6, 1, 5, 5, holdout=True) == 19  # held-out images come at 10, 15, 20, 25
+    assert more_needed(6, 5, 5, 0, holdout=False) == 0 and more_needed(6, 0, 1, 0, holdout=True) is None
 
 
 @pytest.fixture
@@ -105,8 +126,10 @@ def wait_group_gone(pid: int, timeout: float = 20) -> None:
 def test_not_enough_labels_and_bad_config_are_4xx(job_app):
     client = login(job_app)
     label_project(client, "shop", 2)
-    response = client.post("/api/v1/jobs", json={"project": "shop"})
+    response = client.post("/api/v1/jobs?lang=en", json={"project": "shop"})
     assert response.status_code == 409 and response.json["error"]["code"] == "not_enough_labels"
+    # 2 labelled per class, every 4th held out, 4 training images needed: 3 more of two of the classes
+    assert "Label 3 more images of 'bag', 3 more images of 'sneaker'." in response.json["error"]["message"]
     response = client.post("/api/v1/jobs", json={"project": "shop", "config": {"head": {"epochs": 0}}})
     assert response.json["error"]["code"] == "bad_config"
     assert client.post("/api/v1/jobs", json={"project": "nope"}).json["error"]["code"] == "unknown_project"

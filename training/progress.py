@@ -5,8 +5,10 @@ The file (written atomically, so a reader never sees half of it) holds::
     {"state": "running", "stage": "head", "epoch": 3, "epochs": 60, "loss": 0.41, "accuracy": 0.88,
      "val_loss": 0.45, "val_accuracy": 0.86, "eta_seconds": 12.5, "elapsed_seconds": 40.1, "updated": ...}
 
-``state`` ends as ``"done"`` (with ``version``) or ``"failed"`` (with ``error``). Every update is also logged
-as one JSON line on the ``riim.training`` logger.
+``stages`` lists the stages already finished, in order, with their durations (``[{"name": "features",
+"seconds": 3.2}, …]``) and ``stage_started`` is when the current one began, so a reader can show each stage
+with its time. ``state`` ends as ``"done"`` (with ``version``) or ``"failed"`` (with ``error``). Every update
+is also logged as one JSON line on the ``riim.training`` logger.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ class Progress:
         self.path = Path(path) if path else None
         self.bars = bars
         self.started = time.monotonic()
-        self.state: dict = {"state": "running"}
+        self.state: dict = {"state": "running", "stages": []}
         self._bar = None
         self._stage_started = self.started
 
@@ -42,9 +44,11 @@ class Progress:
         log.info(json.dumps({key: value for key, value in self.state.items() if key != "updated"}))
 
     def stage(self, name: str, total: int | None = None, unit: str = "epoch") -> None:
-        """Start a stage of ``total`` steps (epochs, images…)."""
+        """Start a stage of ``total`` steps (epochs, images…); the previous one joins ``stages``."""
         self.close_bar()
+        self._end_stage()
         self._stage_started = time.monotonic()
+        self.state["stage_started"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         for key in ("epoch", "epochs", "loss", "accuracy", "val_loss", "val_accuracy", "eta_seconds"):
             self.state.pop(key, None)
         if self.bars and total:
@@ -62,6 +66,13 @@ class Progress:
         self.update(epoch=done, epochs=total, eta_seconds=None if eta is None else round(eta, 1),
                     **{k: round(float(v), 4) for k, v in metrics.items()})
 
+    def _end_stage(self) -> None:
+        """Record the running stage (if any) with its duration in ``stages``."""
+        if self.state.get("stage"):
+            self.state["stages"].append({"name": self.state["stage"],
+                                         "seconds": round(time.monotonic() - self._stage_started, 1)})
+            self.state["stage"] = None
+
     def close_bar(self) -> None:
         if self._bar is not None:
             self._bar.close()
@@ -69,6 +80,7 @@ class Progress:
 
     def finish(self, **fields) -> None:
         self.close_bar()
+        self._end_stage()
         self.update(state="done", eta_seconds=0, **fields)
 
     def fail(self, error: str) -> None:
