@@ -31,12 +31,14 @@ $(BIN)/.installed: constraints.txt setup.cfg pyproject.toml
 
 $(VENDOR)/.vendored: web/package.json web/package-lock.json
 	@command -v npm >/dev/null || { echo "ERROR: npm not found. Install Node.js 20 and npm (apt-get install nodejs npm)."; exit 1; }
-	@echo "==> vendoring TF.js 4.22 (+ wasm backend) and Bootstrap from npm into $(VENDOR)"
+	@echo "==> vendoring TF.js 4.22 (+ wasm backend), Bootstrap and Chart.js from npm into $(VENDOR)"
 	@cd web && npm ci --silent --no-audit --no-fund --ignore-scripts || { echo "ERROR: npm ci failed"; exit 1; }
 	@mkdir -p $(VENDOR)/tfjs $(VENDOR)/bootstrap
 	@cp web/node_modules/@tensorflow/tfjs/dist/tf.min.js $(VENDOR)/tfjs/
 	@cp web/node_modules/@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.min.js web/node_modules/@tensorflow/tfjs-backend-wasm/dist/*.wasm $(VENDOR)/tfjs/
 	@cp web/node_modules/bootstrap/dist/css/bootstrap.min.css web/node_modules/bootstrap/dist/js/bootstrap.bundle.min.js $(VENDOR)/bootstrap/
+	@mkdir -p $(VENDOR)/chartjs
+	@cp web/node_modules/chart.js/dist/chart.umd.min.js $(VENDOR)/chartjs/
 	@touch $@
 
 # Debian packages: chromium (browser tests), darknet (a real dog photo), dataset-fashion-mnist (training data),
