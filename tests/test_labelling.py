@@ -143,14 +143,14 @@ class TestOnTheRealModel:
     def test_clusters_of_real_embeddings_separate_the_two_kinds(self, app, admin_client, stored):
         trousers, bags = stored
         create_project(admin_client)
-        answer = admin_client.get(f"{API}/projects/clothes/clusters?k=2").json
+        answer = admin_client.post(f"{API}/projects/clothes/clusters?k=2").json
         groups = [set(group["members"]) for group in answer["clusters"]]
         assert len(groups) == 2 and set.union(*groups) == set(trousers) | set(bags)
         purity = sum(max(len(group & set(trousers)), len(group & set(bags))) for group in groups) / 8
         assert purity >= 7 / 8  # similar images land together (chance level is about 5/8)
         with app.app_context():
             assert db.session.query(Embedding).count() == 8  # stored once, reused
-        admin_client.get(f"{API}/projects/clothes/clusters?k=2")
+        admin_client.post(f"{API}/projects/clothes/clusters?k=2")
         with app.app_context():
             assert db.session.query(Embedding).count() == 8
         points = np.concatenate([np.random.default_rng(0).normal(c, 0.05, (10, 3)) for c in np.eye(3)])
@@ -161,7 +161,7 @@ class TestOnTheRealModel:
     ("get", f"{API}/projects/nope/queue", None, 404, "unknown_project"),
     ("get", f"{API}/projects/clothes/queue?order=random", None, 400, "bad_param"),
     ("get", f"{API}/projects/clothes/queue?since=yesterday", None, 400, "bad_param"),
-    ("get", f"{API}/projects/clothes/clusters?k=1", None, 400, "bad_param"),
+    ("post", f"{API}/projects/clothes/clusters?k=1", None, 400, "bad_param"),
     ("post", f"{API}/projects", {"name": "Bad Name", "classes": []}, 400, "bad_project_name"),
     ("post", f"{API}/projects", {"name": "clothes", "classes": []}, 409, "project_exists"),
     ("post", f"{API}/projects", {"name": "x2", "classes": ["a", "a"]}, 400, "duplicate_class"),
