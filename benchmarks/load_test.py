@@ -9,8 +9,12 @@ finish) unless ``--no-reload``. It reports throughput, latency p50/p95/p99, erro
 and then checks that every accepted upload is on disk (same sha256) and in the database. Usage::
 
     .venv/bin/python benchmarks/load_test.py [--clients 20] [--seconds 60] [--workers N]
+        [--ratelimit-storage-uri redis://127.0.0.1:6379]
 
-The rate limit is per client address and every client here is 127.0.0.1, so it is raised for the run.
+The clients are a script, so they store their uploads with an API token (``riim tokens create``, made
+once the server is ready). Rate limits are counted where ``--ratelimit-storage-uri`` says (default
+``$RIIM_RATELIMIT_STORAGE_URI``, else per worker in memory): with Redis every request also updates the
+shared counter. The limit is per client address and every client here is 127.0.0.1, so it is raised.
 """
 from __future__ import annotations
 
@@ -91,7 +95,7 @@ class Load:
             self.issued += 1
             return self.issued
 
-    def client(self, port: int) -> None:
+    def client(self, port: int, token: str) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         while (number := self.next_number()) is not None:
             fmt, data = self.seeds[number % len(self.seeds)]
@@ -100,7 +104,8 @@ class Load:
             started = time.perf_counter()
             try:
                 connection.request("POST", "/api/v1/predict", body=body,
-                                   headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+                                   headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+                                            "Authorization": f"Bearer {token}"})
                 response = connection.getresponse()
                 response.read()
                 status = response.status
@@ -179,6 +184,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2 * os.cpu_count() + 1)
     parser.add_argument("--models-dir", default=str(REPO / "models" / "store"))
     parser.add_argument("--no-reload", action="store_true", help="do not send SIGHUP half-way")
+    parser.add_argument("--ratelimit-storage-uri", default=os.environ.get("RIIM_RATELIMIT_STORAGE_URI", "memory://"),
+                        help="where the workers count rate limits, e.g. redis://127.0.0.1:6379")
     parser.add_argument("--json", help="also write the report to this file")
     args = parser.parse_args()
     if not (1 <= args.clients <= 200 and 0 < args.seconds <= 600):
@@ -191,15 +198,18 @@ def main() -> None:
     env = {**os.environ, "RIIM_ENV": "production", "RIIM_SECRET_KEY": secrets.token_hex(32),
            "RIIM_INSTANCE_PATH": str(instance), "RIIM_MODELS_DIR": args.models_dir,
            "RIIM_WORKERS": str(args.workers), "RIIM_BIND": f"127.0.0.1:{port}",
-           "RIIM_RATE_LIMIT_PREDICT": "1000000 per minute"}
+           "RIIM_RATE_LIMIT_PREDICT": "1000000 per minute", "RIIM_RATELIMIT_STORAGE_URI": args.ratelimit_storage_uri}
     server = subprocess.Popen([str(BIN / "gunicorn"), "-c", str(REPO / "app" / "gunicorn.conf.py")], cwd=REPO,
                               env=env, stdout=subprocess.DEVNULL, stderr=open(instance / "gunicorn.log", "wb"))
     try:
         ready = wait_ready(port, server)
-        print(f"gunicorn pid {server.pid}, {args.workers} workers, model {ready['model']}; "
-              f"{args.clients} clients x {args.seconds:.0f} s, {len(seeds)} real photos")
+        created = subprocess.run([str(BIN / "riim"), "tokens", "create", "load-test"], env=env, check=True,
+                                 capture_output=True, text=True).stdout
+        token = next(word for word in created.split() if word.startswith("riim_"))
+        print(f"gunicorn pid {server.pid}, {args.workers} workers, model {ready['model']}, rate limits in "
+              f"{args.ratelimit_storage_uri}; {args.clients} clients x {args.seconds:.0f} s, {len(seeds)} real photos")
         load = Load(seeds, args.max_requests, time.monotonic() + args.seconds)
-        threads = [threading.Thread(target=load.client, args=(port,)) for _ in range(args.clients)]
+        threads = [threading.Thread(target=load.client, args=(port, token)) for _ in range(args.clients)]
         started = time.perf_counter()
         for thread in threads:
             thread.start()
@@ -224,7 +234,8 @@ def main() -> None:
     latencies = sorted(latency * 1e3 for _, latency, _ in load.results)
     accepted = [sha for status, _, sha in load.results if status == 200]
     report = {
-        "workers": args.workers, "clients": args.clients, "seconds": round(duration, 1),
+        "workers": args.workers, "clients": args.clients, "ratelimit_storage": args.ratelimit_storage_uri,
+        "seconds": round(duration, 1),
         "requests": len(load.results), "statuses": statuses, "errors": len(load.results) - len(accepted),
         "throughput_rps": round(len(accepted) / duration, 1),
         "latency_ms": {"p50": round(statistics.median(latencies), 1), "p95": round(percentile(latencies, 0.95), 1),
