@@ -173,3 +173,37 @@ def test_openapi_describes_the_token_and_the_new_answers(client, token):
     answer = {"$ref": "#/components/schemas/PredictResponse", "components": spec["components"]}
     for headers in ({"Authorization": f"Bearer {token}"}, {"Origin": "https://games.example"}):
         jsonschema.validate(predict(client, png(90), **headers).json, answer)
+
+
+# The browser sends the headers itself: the same upload from a page of the app and from a page of another
+# origin (another port of 127.0.0.1: same-site, not same-origin), by a real Chromium.
+UPLOAD_JS = """async ({url, bytes, mode}) => {
+  const form = new FormData();
+  form.append("image", new Blob([new Uint8Array(bytes)], {type: "image/png"}), "page.png");
+  const response = await fetch(url, {method: "POST", body: form, mode});
+  return mode === "no-cors" ? null : (await response.json()).stored;
+}"""
+
+
+def test_a_real_browser_stores_from_the_app_page_but_not_from_another_page(app):
+    from flask import Flask
+
+    from tests.browser_support import chromium, guard_loopback, live_server
+
+    other_site = Flask("other_site")
+    other_site.add_url_rule("/", "index", lambda: "<!doctype html><title>a game</title>")
+    page_image, other_image = png(100), png(101)
+    with live_server(app) as app_url, live_server(other_site) as other_url, chromium() as browser:
+        context = browser.new_context()
+        outside = guard_loopback(context)
+        page = context.new_page()
+        page.goto(app_url + "/")
+        assert page.evaluate(UPLOAD_JS, {"url": "/api/v1/predict", "bytes": list(page_image), "mode": "cors"})
+        page.goto(other_url + "/")  # a form-like cross-site POST: no preflight, the answer is opaque
+        page.evaluate(UPLOAD_JS, {"url": app_url + "/api/v1/predict", "bytes": list(other_image), "mode": "no-cors"})
+        context.close()
+    assert not outside
+    with app.app_context():
+        answered = db.session.scalar(select(Prediction).where(
+            Prediction.image_sha256 == hashlib.sha256(other_image).hexdigest()))
+    assert stored(app, page_image) and answered is not None and not stored(app, other_image)
