@@ -20,6 +20,7 @@ class Config:
     STORE_UPLOADS = True  # keep each analysed image (a request may opt out with store=0)
     UPLOAD_RETENTION_DAYS = 30  # delete stored uploads older than this at start-up; 0 = keep forever
     UPLOAD_ORPHAN_GRACE_SECONDS = 600  # a file this young may belong to a transaction still running
+    JOBS_RETENTION_DAYS = 7  # empty finished jobs' folders (image copies, work files) after this; 0 = never
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = False

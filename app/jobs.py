@@ -14,12 +14,21 @@ the same held-out images, stores the delta per metric and per class in the job r
 auto-promotion is on. Every state change is a conditional UPDATE (``WHERE state IN (queued, running)``), so
 a cancelled job is never turned back into a success.
 
-Cancel stops the job's processes (SIGTERM, then SIGKILL), found with psutil and checked to be this job's
-(their command line names the job's folder) before any signal. Publishing and amending a version are
-atomic in the registry, so a killed job leaves either no new version or a complete one (never promoted).
-A job whose driver is gone (crash, ``kill -9``, machine restart) is marked failed by :func:`refresh`,
-which runs whenever jobs are read and from ``riim jobs check`` before serving. State lives in SQLite, so
-a web restart loses nothing.
+Processes. The driver's pid and start time (psutil ``create_time``) are recorded when it starts
+(``driver.json`` in the job's folder). Before any signal a process is checked to be this job's: the driver
+by pid, start time and command line (it names the job's folder); other processes by the driver's process
+group, a command line naming the folder and a start no earlier than the driver's. A pid reused by another
+process (after a reboot, or later on a busy machine) has another start time and is never signalled; a job
+without a recorded start time has no process that can be proven its own. Publishing and amending a version
+are atomic in the registry, so a killed job leaves either no new version or a complete one (never promoted).
+
+Who signals. Cancel (a POST) stops the job's processes (SIGTERM, then SIGKILL). When the driver ends, the
+web process that started it (a thread waiting on it) kills what is left of its group, so the children of a
+killed driver never publish later; ``riim jobs check`` (run before serving) does the same for jobs of a
+previous run. Reading a job (GET) never signals anything: :func:`refresh` only records in the database
+that a job whose driver is gone (crash, ``kill -9``, machine restart) has failed. State lives in SQLite,
+so a web restart loses nothing. ``riim jobs check`` also empties the folders of jobs finished more than
+``JOBS_RETENTION_DAYS`` ago (the image copies and work files; the row, log and progress stay).
 """
 from __future__ import annotations
 
@@ -51,6 +60,9 @@ bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
 ACTIVE = ("queued", "running")
 STATES = (*ACTIVE, "succeeded", "failed", "cancelled")
 KILL_GRACE_SECONDS = 5.0
+START_TOLERANCE = 0.05  # seconds; psutil start times have the kernel's clock-tick resolution (10 ms)
+DRIVER_FILE = "driver.json"  # the driver's pid and start time
+KEEP_FILES = ("log.txt", "progress.json", "stages.json", "job.json", "config.json", DRIVER_FILE)  # after retention
 LOG_TAIL = 20_000  # characters of the log returned by the API
 DRIVER = "cli.job_driver"  # run as ``python -m DRIVER <job folder>``; the web process never imports it
 
@@ -98,16 +110,43 @@ def read_json(path: Path) -> dict | None:
 
 # --- processes ---------------------------------------------------------------------------------------
 
+def record_driver(directory: Path, process: psutil.Process) -> float:
+    """Write the driver's pid and start time into the job's folder; answers the start time."""
+    started = process.create_time()
+    atomic.write_bytes(directory / DRIVER_FILE, json.dumps({"pid": process.pid, "create_time": started}).encode())
+    return started
+
+
+def driver_start(job: Job) -> float | None:
+    """The start time recorded for the job's driver, if it is recorded for this pid."""
+    record = read_json(Path(job.directory) / DRIVER_FILE) if job.pid and job.directory else None
+    if not record or record.get("pid") != job.pid or not isinstance(record.get("create_time"), (int, float)):
+        return None
+    return float(record["create_time"])
+
+
+def names_folder(cmdline: list[str] | None, directory: str) -> bool:
+    """Whether a command line names the job's folder or a file in it (not merely a longer name: jobs/1 ≠ jobs/12)."""
+    return any(arg == directory or arg.startswith(directory + os.sep) for arg in cmdline or [])
+
+
 def processes(job: Job) -> list[psutil.Process]:
-    """The job's live processes: its process group's members whose command line names the job's folder
-    (so a reused pid is never signalled), with their descendants."""
-    if not job.pid:
+    """The job's live processes, with their descendants: the members of the driver's process group whose
+    command line names the job's folder and that started no earlier than the driver. Nothing when the
+    driver's start time is unknown, or when its pid now belongs to a process started at another time (the
+    group with that id is then another program's)."""
+    started = driver_start(job)
+    if started is None:
         return []
+    with contextlib.suppress(psutil.NoSuchProcess):  # gone: its group may outlive it, under the same id
+        if abs(psutil.Process(job.pid).create_time() - started) > START_TOLERANCE:
+            return []
     found = {}
-    for process in psutil.process_iter(["cmdline", "status"]):
+    for process in psutil.process_iter(["cmdline", "status", "create_time"]):
         try:
             if (os.getpgid(process.pid) == job.pid and process.info["status"] != psutil.STATUS_ZOMBIE
-                    and any(job.directory in arg for arg in process.info["cmdline"] or [])):
+                    and process.info["create_time"] >= started - START_TOLERANCE
+                    and names_folder(process.info["cmdline"], job.directory)):
                 found.update({p.pid: p for p in [process, *process.children(recursive=True)]})
         except (psutil.Error, ProcessLookupError):
             continue
@@ -115,12 +154,22 @@ def processes(job: Job) -> list[psutil.Process]:
 
 
 def alive(job: Job) -> bool:
-    """Whether the job's driver still runs (not a zombie, and the pid is still this job's driver)."""
+    """Whether the job's driver still runs: its pid is live (not a zombie), started at the recorded time and
+    its command line names the job's folder."""
+    started = driver_start(job)
     try:
-        driver = psutil.Process(job.pid) if job.pid else None
-        return bool(driver) and driver.status() != psutil.STATUS_ZOMBIE and job.directory in driver.cmdline()
+        driver = psutil.Process(job.pid) if started is not None else None
+        return (bool(driver) and driver.status() != psutil.STATUS_ZOMBIE
+                and abs(driver.create_time() - started) <= START_TOLERANCE and names_folder(driver.cmdline(), job.directory))
     except psutil.Error:
         return False
+
+
+def kill_leftovers(job: Job) -> None:
+    """SIGKILL what is left of a job whose driver is gone (its children must not publish later)."""
+    for process in processes(job):
+        with contextlib.suppress(psutil.Error):
+            process.kill()
 
 
 def stop(job: Job, grace: float = KILL_GRACE_SECONDS) -> None:
@@ -147,14 +196,10 @@ def _end(job_id: int, state: str, **fields) -> bool:
 
 
 def refresh(job: Job) -> Job:
-    """Mark ``job`` failed if it is active but its driver is gone; kill what is left of its group."""
+    """Record that ``job`` failed if it is active but its driver is gone. Safe on GET: it reads processes and
+    writes only this fact (idempotent); it never signals (see :func:`kill_leftovers`)."""
     if job.state in ACTIVE and not alive(job):
-        for process in processes(job):  # children of a killed driver must not publish later
-            with contextlib.suppress(psutil.Error):
-                process.kill()
-        db.session.refresh(job)
-        if job.state in ACTIVE:
-            _end(job.id, "failed", error="the job process is gone (crashed, killed or the machine restarted)")
+        _end(job.id, "failed", error="the job process is gone (crashed, killed or the machine restarted)")
         db.session.refresh(job)
     return job
 
@@ -373,7 +418,13 @@ def start(project: str) -> Job:
         process = subprocess.Popen([sys.executable, "-m", DRIVER, str(directory)], stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                    cwd=Path(__file__).resolve().parent.parent)
-    threading.Thread(target=process.wait, daemon=True).start()  # reap it: no zombie
+    record_driver(directory, psutil.Process(process.pid))  # before anything reaps it: a zombie keeps its start
+
+    def supervise():  # reap the driver (no zombie), then kill what is left of its group
+        process.wait()
+        kill_leftovers(Job(pid=process.pid, directory=str(directory)))
+
+    threading.Thread(target=supervise, daemon=True).start()
     db.session.execute(update(Job).where(Job.id == job.id).values(pid=process.pid))
     db.session.commit()
     db.session.refresh(job)
@@ -448,9 +499,35 @@ def init_app(app: Flask) -> None:
 
 
 def check() -> list[int]:
-    """Mark the active jobs whose driver is gone (a previous run's) as failed; answers their ids."""
+    """Start-up work: mark the active jobs whose driver is gone (a previous run's) as failed, kill what is
+    left of the processes of every unsuccessful job, empty the folders of jobs past the retention; answers
+    the ids of the jobs marked failed."""
     jobs = list(db.session.scalars(select(Job).where(Job.state.in_(ACTIVE))))
-    return [job.id for job in jobs if refresh(job).state == "failed"]
+    failed = [job.id for job in jobs if refresh(job).state == "failed"]
+    for job in db.session.scalars(select(Job).where(Job.state != "succeeded", Job.pid.is_not(None))):
+        if not alive(job):
+            kill_leftovers(job)
+    clean_folders()
+    return failed
+
+
+def clean_folders() -> list[int]:
+    """Empty the folders of jobs finished more than ``JOBS_RETENTION_DAYS`` ago (0 = never): the image copies
+    (``data/``, ``holdout/``) and the work files go; :data:`KEEP_FILES` (log, progress) stay with the row.
+    Answers the ids of the folders emptied."""
+    days = current_app.config["JOBS_RETENTION_DAYS"]
+    if not days:
+        return []
+    since = now() - dt.timedelta(days=days)
+    emptied = []
+    for job in db.session.scalars(select(Job).where(Job.state.not_in(ACTIVE), Job.finished < since)):
+        directory = Path(job.directory)
+        extra = [path for path in directory.iterdir() if path.name not in KEEP_FILES] if directory.is_dir() else []
+        for path in extra:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
+        if extra:
+            emptied.append(job.id)
+    return emptied
 
 
 @click.group("jobs")

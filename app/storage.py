@@ -4,6 +4,12 @@ Files live in ``<instance>/uploads/<sha[:2]>/<sha256>.<ext>`` — the name comes
 the client; the client's filename is only sanitised metadata in the :class:`Upload` row. An upload is
 linked to its predictions by ``Prediction.image_sha256``.
 
+Privacy. The stored copy carries no metadata: no EXIF (GPS, camera, dates), XMP, IPTC, comments or text
+chunks (:func:`clean_copy`), with the EXIF orientation applied first. Its name stays the sha256 of the bytes
+the client sent (what a student can compute to find or delete their photo; stable across Pillow
+versions), so the stored content does not hash to its name. Deleting an upload deletes every copy,
+including the links in training-job folders (:func:`copies`).
+
 Crash safety. :func:`save` writes the file first (temp file, fsync, ``os.replace``: idempotent for the
 same content) and adds the row to the request's transaction, committed together with the predictions.
 A crash in between leaves a file without a row; :func:`check` (``riim uploads check``, run before serving)
@@ -13,6 +19,7 @@ commit), deletes rows whose file is gone, and applies the retention (``UPLOAD_RE
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 import time
 import unicodedata
@@ -20,6 +27,7 @@ from pathlib import Path
 
 import click
 from flask import Blueprint, Flask, current_app, jsonify, send_file
+from PIL import ExifTags, Image, ImageOps, JpegImagePlugin
 from sqlalchemy import DateTime, Integer, String, delete, select
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.orm import Mapped, mapped_column
@@ -71,24 +79,107 @@ def path_for(sha256: str, extension: str) -> Path:
     return root() / sha256[:2] / f"{sha256}.{extension}"
 
 
+def copies(sha256: str, extension: str) -> list[Path]:
+    """Every file holding an upload: the stored copy and its links (or copies) in the training-job folders
+    that :mod:`app.jobs` writes (``<instance>/jobs/<id>/<data|holdout>/<class>/<sha256>.<ext>``)."""
+    jobs = Path(current_app.instance_path) / "jobs"
+    return [path_for(sha256, extension), *jobs.glob(f"*/*/*/{sha256}.{extension}")]
+
+
+# PNG chunks that describe pixels; everything else (eXIf, tEXt/zTXt/iTXt with XMP, tIME, private chunks,
+# APNG frames) is dropped. https://www.w3.org/TR/png-3/#5ChunkOrdering
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_PIXEL_CHUNKS = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"sBIT", b"pHYs"}
+
+
+def _orientation(tiff: bytes) -> int:
+    exif = Image.Exif()
+    try:
+        exif.load(tiff)
+    except Exception:  # noqa: BLE001 — unreadable EXIF: the decoder ignored it too
+        return 1
+    return exif.get(ExifTags.Base.Orientation, 1)
+
+
+def _png_without_metadata(data: bytes) -> bytes | None:
+    """``data`` with only its pixel chunks, byte for byte; None when an EXIF orientation must be applied first
+    (or the chunk structure is not the expected one)."""
+    if not data.startswith(PNG_SIGNATURE):
+        return None
+    kept, position = [PNG_SIGNATURE], len(PNG_SIGNATURE)
+    while position + 12 <= len(data):
+        size, kind = int.from_bytes(data[position:position + 4], "big"), data[position + 4:position + 8]
+        end = position + 12 + size
+        if end > len(data) or (kind == b"eXIf" and _orientation(data[position + 8:end - 4]) != 1):
+            return None
+        if kind in PNG_PIXEL_CHUNKS:
+            kept.append(data[position:end])
+        if kind == b"IEND":
+            return b"".join(kept)
+        position = end
+    return None
+
+
+def _webp_lossless(data: bytes) -> bool:
+    """Whether the first image chunk of a WebP file is lossless (VP8L)."""
+    position = 12
+    while position + 8 <= len(data):
+        kind, size = data[position:position + 4], int.from_bytes(data[position + 4:position + 8], "little")
+        if kind in (b"VP8 ", b"VP8L"):
+            return kind == b"VP8L"
+        position += 8 + size + (size & 1)
+    return False
+
+
+def clean_copy(data: bytes, image_format: str) -> bytes:
+    """The bytes to store for an accepted upload (``image_format`` as decoded): no EXIF, XMP, IPTC, GPS,
+    comments or text, the EXIF orientation applied. BMP has no metadata and is kept as is. PNG keeps its
+    pixel chunks byte for byte (lossless; decoded and re-encoded as PNG only to apply an EXIF orientation).
+    JPEG is decoded and re-encoded once with its own quantisation tables and chroma subsampling (a small
+    generation loss, about the file's own quality); WebP is re-encoded losslessly if it was lossless, else at
+    quality 90; GIF keeps its first frame and palette."""
+    if image_format == "BMP":
+        return data
+    if image_format == "PNG":
+        stripped = _png_without_metadata(data)
+        if stripped is not None:
+            return stripped
+    with Image.open(io.BytesIO(data)) as original:
+        original.seek(0)
+        image = ImageOps.exif_transpose(original)  # a new image, upright
+        image.info = {key: value for key, value in image.info.items() if key == "transparency"}
+        out = io.BytesIO()
+        if image_format in ("JPEG", "MPO"):
+            image.save(out, "JPEG", qtables=original.quantization, subsampling=JpegImagePlugin.get_sampling(original))
+        elif image_format == "WEBP":
+            lossless = _webp_lossless(data)
+            image.save(out, "WEBP", lossless=lossless, quality=100 if lossless else 90, exact=True)
+        else:  # PNG with an orientation, GIF
+            image.save(out, image_format)
+    return out.getvalue()
+
+
 def save(sha256: str, data: bytes, image_format: str, size: tuple[int, int], filename: str | None) -> None:
-    """Store the file now and add its row to the current transaction (the caller commits)."""
+    """Store a metadata-free copy of ``data`` (once per content: ``sha256`` is the hash of ``data``) and add
+    its row to the current transaction (the caller commits)."""
     extension = EXTENSIONS[image_format]
     path = path_for(sha256, extension)
     if not path.exists():
-        atomic.write_bytes(path, data)
+        atomic.write_bytes(path, clean_copy(data, image_format))
     db.session.execute(insert(Upload).values(
         sha256=sha256, created=dt.datetime.now(dt.timezone.utc), filename=sanitize_filename(filename),
-        extension=extension, bytes=len(data), width=size[0], height=size[1],
+        extension=extension, bytes=path.stat().st_size, width=size[0], height=size[1],
     ).on_conflict_do_nothing(index_elements=["sha256"]))
 
 
 def remove(upload: Upload) -> None:
-    """Delete the row (committed) and then the file: a crash in between leaves an orphan that check() removes."""
-    path = path_for(upload.sha256, upload.extension)
+    """Delete the row (committed) and then every copy of the file, job folders included: a crash in between
+    leaves an orphan that check() removes (or a job-folder link that the jobs' retention removes)."""
+    paths = copies(upload.sha256, upload.extension)
     db.session.delete(upload)
     db.session.commit()
-    path.unlink(missing_ok=True)
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def check(repair: bool = True, grace_seconds: float | None = None) -> dict[str, int]:
