@@ -1,8 +1,11 @@
-// RIIM service worker: the app shell (pages, JS, CSS, catalogue) and the vendored libraries are cached
-// so the Analyze page opens and classifies with the server unreachable. Pages, code and API reads go to
-// the network first (always fresh when online) and fall back to the cache; vendored files are
-// cache-first. Model weights are not cached here: edge.js keeps them in IndexedDB.
-const CACHE = "riim-shell-v2";
+// RIIM service worker: the public app shell (pages, JS, CSS, catalogue) and the vendored libraries are
+// cached so the Analyze page opens and classifies with the server unreachable. Only public GETs are ever
+// cached (isPublic): never the labelling page, admin API answers, job logs or uploaded photos, which go to
+// the network untouched. Public pages, code and reads go to the network first (always fresh when online)
+// and fall back to the cache; vendored files are cache-first. Model weights are not cached here: edge.js
+// keeps them in IndexedDB. Logging out (POST /api/v1/auth/logout, seen here) deletes every other cache and
+// anything non-public, including what older versions of this worker kept.
+const CACHE = "riim-shell-v3";
 const SHELL = [
   "/",
   "/static/css/app.css",
@@ -33,6 +36,13 @@ self.addEventListener("activate", (event) => {
     .then(() => self.clients.claim()));
 });
 
+const PUBLIC_PAGES = new Set(["/", "/network", "/models"]);
+const PUBLIC_API = new Set(["/api/v1/model-info", "/api/v1/health"]);
+
+/** Whether a same-origin URL is public (the same for every visitor): the only answers ever cached. */
+const isPublic = (url) => PUBLIC_PAGES.has(url.pathname) || PUBLIC_API.has(url.pathname)
+  || url.pathname.startsWith("/static/") || /^\/imagenet-labels\.[a-z]+\.json$/.test(url.pathname);
+
 async function networkFirst(request) {
   const cache = await caches.open(CACHE);
   try {
@@ -54,10 +64,22 @@ async function cacheFirst(request) {
   return response;
 }
 
+/** On logout: only the public shell stays. */
+async function forgetPrivate() {
+  await Promise.all((await caches.keys()).filter((name) => name !== CACHE).map((name) => caches.delete(name)));
+  const cache = await caches.open(CACHE);
+  const requests = await cache.keys();
+  await Promise.all(requests.filter((request) => !isPublic(new URL(request.url))).map((request) => cache.delete(request)));
+}
+
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
-  if (event.request.method !== "GET" || url.origin !== self.location.origin) return;
+  if (url.origin !== self.location.origin) return;
+  if (event.request.method === "POST" && url.pathname === "/api/v1/auth/logout") {
+    event.waitUntil(forgetPrivate());
+    return; // the request itself goes to the network untouched
+  }
+  if (event.request.method !== "GET" || !isPublic(url)) return;
   if (url.pathname.startsWith("/static/vendor/")) event.respondWith(cacheFirst(event.request));
-  else if (url.pathname.startsWith("/static/") || event.request.mode === "navigate"
-           || url.pathname === "/api/v1/model-info") event.respondWith(networkFirst(event.request));
+  else event.respondWith(networkFirst(event.request));
 });
