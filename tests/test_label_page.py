@@ -1,10 +1,11 @@
 """The labelling page (/label) in real headless Chromium against the real app and database; the tiny model
 of tests/tiny_model.py serves (labelling does not depend on what the network sees).
 
-Real photos are analysed (and stored) through POST /api/v1/predict on the live server; an admin account
-is created in the app's database; the page is then driven like a person would: log in through its form,
-create a project through its form, see the stored uploads in the queue, label the current image with the
-keyboard shortcut ``1`` and find the label stored with the admin as author (page, API and database).
+Real photos are analysed (and stored, with an API token) through POST /api/v1/predict on the live server;
+an admin account is created in the app's database; the page is then driven like a person would: log in
+through its form, create a project through its form, see the stored uploads in the queue, label the current
+image with the keyboard shortcut ``1`` and find the label stored with the admin as author (page, API and
+database).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import requests
 from app.auth import create_user
 from app.db import db
 from app.labelling import Label
+from app.tokens import create_token
 from tests.browser_support import ARTIFACTS, chromium, guard_loopback, live_server
 from tests.conftest import ADMIN
 from tests.support import wait_until
@@ -41,11 +43,14 @@ def reload_marker(page):
 
 def test_login_create_project_and_label_with_the_keyboard(app, photos):
     with live_server(app) as base_url:
-        # Store three real photos as uploads through the public API (no session, as from a script).
+        # Store three real photos as uploads through the public API, as a script does: with an API token.
+        with app.app_context():
+            token = create_token("label-page-test")
         files = [("image", (name.replace("/", "_") + ".png", photos[name].png_bytes(), "image/png"))
                  for name in PHOTOS]
-        response = requests.post(base_url + "/api/v1/predict", files=files, timeout=120)
-        assert response.status_code == 200, response.text
+        response = requests.post(base_url + "/api/v1/predict", files=files, timeout=120,
+                                 headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200 and response.json()["stored"], response.text
         shas = {hashlib.sha256(photos[name].png_bytes()).hexdigest() for name in PHOTOS}
         with app.app_context():
             create_user(**ADMIN)

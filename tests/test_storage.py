@@ -33,9 +33,12 @@ def serving_registry(tiny_registry):
     return tiny_registry
 
 
+SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}  # as the Analyze page sends: its uploads are stored
+
+
 def predict(client, content: bytes, filename="photo.png", query=""):
     data = {"image": (io.BytesIO(content), filename)}
-    return client.post(f"/api/v1/predict{query}", data=data, content_type="multipart/form-data")
+    return client.post(f"/api/v1/predict{query}", data=data, content_type="multipart/form-data", headers=SAME_ORIGIN)
 
 
 def stored_files(app) -> list[Path]:
@@ -77,7 +80,7 @@ def test_same_image_twice_is_stored_once(app, client, photos):
 def test_a_refused_request_stores_nothing(app, client, photos):
     good = photos["skimage/chelsea"].png_bytes()
     data = {"image": [(io.BytesIO(good), "good.png"), (io.BytesIO(b"%PDF-1.4"), "bad.jpg")]}
-    response = client.post("/api/v1/predict", data=data, content_type="multipart/form-data")
+    response = client.post("/api/v1/predict", data=data, content_type="multipart/form-data", headers=SAME_ORIGIN)
     assert response.status_code == 400
     response = predict(client, good, query="?model=nosuchmodel")
     assert response.status_code == 404
@@ -94,7 +97,8 @@ CRASH = textwrap.dedent("""
     db.session.commit = lambda: os._exit(3)  # the process dies after the file, before the row
     with open(sys.argv[2], "rb") as handle:
         data = {"image": (io.BytesIO(handle.read()), "crash.png")}
-    app.test_client().post("/api/v1/predict", data=data, content_type="multipart/form-data")
+    app.test_client().post("/api/v1/predict", data=data, content_type="multipart/form-data",
+                           headers={"Sec-Fetch-Site": "same-origin"})
     sys.exit(0)
 """)
 
