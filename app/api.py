@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request, send_file
 
-from app import analysis, device, map_images, network, storage
+from app import analysis, device, map_images, network, params, storage
 from app.auth import admin_required
 from app.db import Prediction, db
 from app.errors import ApiError
@@ -17,7 +17,7 @@ from app.inference import model_cache
 from app.i18n import translate
 from app.security import csrf, limiter
 from app.tokens import may_store_uploads
-from models.preprocess import ImageDecodeError, ImageTooLargeError, load_image
+from models.preprocess import ImageDecodeError, ImageTooLargeError, load_image, open_image
 from models.registry import CorruptModelError, RegistryError, sha256_file
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -89,32 +89,49 @@ def uploaded_images() -> list[tuple[str, bytes]]:
 
 def flag(name: str, default: bool) -> bool:
     """A boolean query or form parameter: 1/0, true/false, yes/no."""
-    raw = request.args.get(name, request.form.get(name))
-    if raw is None:
-        return default
-    if raw.lower() in ("1", "true", "yes"):
-        return True
-    if raw.lower() in ("0", "false", "no"):
-        return False
-    raise ApiError(400, "bad_param", name=name, value=raw[:80])
+    return params.flag(name, default, form=True)
 
 
 def choice(name: str, allowed: tuple[str, ...]) -> str:
     """A query or form parameter that must be one of ``allowed`` (the first when absent)."""
-    raw = request.args.get(name, request.form.get(name, allowed[0]))
-    if raw.lower() not in allowed:
-        raise ApiError(400, "bad_param", name=name, value=raw[:80])
-    return raw.lower()
+    return params.choice(name, allowed, form=True)
 
 
-def decode(filename: str, data: bytes):
-    """The RGB image in ``data``, or the documented 4xx (413 when it has too many pixels)."""
+def decode(filename: str, data: bytes, header_only: bool = False):
+    """The RGB image in ``data`` (with ``header_only``: its checked header, no pixel decoded), or the
+    documented 4xx (413 when it has too many pixels)."""
     config = current_app.config
+    read = open_image if header_only else load_image
     try:
-        return load_image(data, max_pixels=config["IMAGE_MAX_PIXELS"], min_side=config["IMAGE_MIN_SIDE"])
+        return read(data, max_pixels=config["IMAGE_MAX_PIXELS"], min_side=config["IMAGE_MIN_SIDE"])
     except ImageDecodeError as error:
         status = 413 if isinstance(error, ImageTooLargeError) else 400
         raise ApiError(status, error.code, filename=filename, **error.values) from None
+
+
+def check_pixel_budget(uploads: list[tuple[str, bytes]]) -> None:
+    """Every image's header is checked, and their pixels summed, before any is decoded: 413 past
+    ``REQUEST_MAX_PIXELS``, which bounds the CPU one request may cost."""
+    pixels = 0
+    for filename, data in uploads:
+        width, height = decode(filename, data, header_only=True).size
+        pixels += width * height
+    budget = current_app.config["REQUEST_MAX_PIXELS"]
+    if pixels > budget:
+        raise ApiError(413, "too_many_pixels", pixels_mp=round(pixels / 1e6, 1), max_mp=round(budget / 1e6, 1))
+
+
+def classify(model, filename: str, data: bytes, explain_it: bool, anomalies: bool, target, overlay_format: str):
+    """Decode one image, run the model (and the analysis asked for) on it and let its pixels go: the result,
+    its timings in ms and the (format, size) that storing needs. One decoded image in memory at a time."""
+    started = time.perf_counter()
+    image = decode(filename, data)
+    decode_ms = (time.perf_counter() - started) * 1e3
+    if explain_it or anomalies:
+        (result,), timings = analysis.analyzer(model).analyze([image], explain_it, anomalies, target, overlay_format)
+    else:
+        (result,), timings = model.predict([image])
+    return result, {"decode_ms": decode_ms, **timings}, (image.info["format"], image.size)
 
 
 # CSRF-exempt on purpose: the public JSON API must work from curl and scripts without a session
@@ -133,26 +150,26 @@ def predict():
     explain_it, anomalies = flag("explain", False), flag("anomaly", False)
     overlay_format = choice("overlay", map_images.OVERLAY_FORMATS)
     uploads = uploaded_images()
-    images = [decode(filename, data) for filename, data in uploads]
-    decoded = time.perf_counter()
+    check_pixel_budget(uploads)
     model = loaded_model(name)
-    if explain_it or anomalies:
-        results, timings = analysis.analyzer(model).analyze(images, explain_it, anomalies, target_class(model),
-                                                            overlay_format)
-    else:
-        results, timings = model.predict(images)
-    for (filename, data), image, result in zip(uploads, images, results):
+    target = target_class(model) if explain_it or anomalies else None
+    runs = [classify(model, filename, data, explain_it, anomalies, target, overlay_format)
+            for filename, data in uploads]
+    results, timings = [result for result, _, _ in runs], {}
+    for _, image_timings, _ in runs:
+        for key, value in image_timings.items():
+            timings[key] = timings.get(key, 0.0) + value
+    for (filename, data), (result, image_timings, (image_format, size)) in zip(uploads, runs):
         result["filename"] = filename
         sha256 = hashlib.sha256(data).hexdigest()
         if keep:
-            storage.save(sha256, data, image.info["format"], image.size, filename)
+            storage.save(sha256, data, image_format, size, filename)
         db.session.add(Prediction(
             image_sha256=sha256, model_name=model.name, model_version=model.version,
             label=result["label"], confidence=result["confidence"], unknown=result["unknown"],
-            probabilities=result["probabilities"], inference_ms=timings["inference_ms"] / len(results)))
+            probabilities=result["probabilities"], inference_ms=image_timings["inference_ms"]))
     db.session.commit()
-    timings = {"decode_ms": (decoded - started) * 1e3, **timings,
-               "total_ms": (time.perf_counter() - started) * 1e3}
+    timings["total_ms"] = (time.perf_counter() - started) * 1e3
     return jsonify(model={"name": model.name, "version": model.version, "format": model.fmt}, results=results,
                    timings={key: round(value, 2) for key, value in timings.items()},
                    stored=keep, **({"notice": translate("predict.not_stored")} if wanted and not allowed else {}))
@@ -160,14 +177,15 @@ def predict():
 
 def target_class(model) -> str | int | None:
     """``class=``: a label of the model, or an ImageNet class index when its labels are ImageNet sums."""
-    raw = request.args.get("class")
+    raw = params.text("class")
     if raw is None:
         return None
     if raw in model.card["labels"]:
         return raw
     head = model.arrays.get("head")
-    if model.card.get("label_mapping") and head is not None and raw.isdigit() and int(raw) < head["kernel"].shape[1]:
-        return int(raw)
+    index = params.as_int(raw, 0, head["kernel"].shape[1] - 1) if head is not None else None
+    if model.card.get("label_mapping") and index is not None:
+        return index
     raise ApiError(400, "unknown_class", value=raw[:80], labels=", ".join(model.card["labels"]))
 
 
@@ -207,12 +225,7 @@ def network_description(name: str):
 @limiter.limit(lambda: current_app.config["RATE_LIMIT_PREDICT"])
 def feature_maps(name: str):
     """PNG tiles of the most active channels of a few layers for one uploaded image (``count`` per layer)."""
-    try:
-        count = int(request.args.get("count", 8))
-    except ValueError:
-        raise ApiError(400, "bad_param", name="count", value=request.args["count"][:80]) from None
-    if not 1 <= count <= 32:
-        raise ApiError(400, "bad_param", name="count", value=str(count))
+    count = params.integer("count", 8, 1, 32)
     uploads = uploaded_images()
     if len(uploads) != 1:
         raise ApiError(400, "too_many_images", limit=1)
@@ -265,9 +278,27 @@ def version_file(name: str, version: str, path: str):
     if sha256 is None:
         raise ApiError(404, "unknown_file", path=path[:200])
     file_path = registry.path(name, version) / path
-    if not file_path.is_file() or sha256_file(file_path) != sha256:
+    if not verified(file_path, sha256):
         raise ApiError(503, "model_unavailable", model=name, reason=f"{path} does not match its sha256")
     return send_file(file_path, max_age=365 * 24 * 3600, conditional=True)
+
+
+_VERIFIED: dict[tuple[str, str], tuple[int, int, int]] = {}  # (path, sha256) → (inode, size, mtime) hashed
+
+
+def verified(path: Path, sha256: str) -> bool:
+    """Whether ``path`` has the digest ``sha256``, hashed once per process while the file is unchanged
+    (same inode, size and mtime): versions are immutable, so a request (or a 304) costs a ``stat``."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    key, seen = (str(path), sha256), (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if _VERIFIED.get(key) != seen:
+        if not path.is_file() or sha256_file(path) != sha256:
+            return False
+        _VERIFIED[key] = seen
+    return True
 
 
 def _requested_version() -> str:

@@ -15,8 +15,12 @@ class Config:
     MAX_CONTENT_LENGTH = 10 * 1024 * 1024  # bytes per request
     MAX_FORM_MEMORY_SIZE = 256 * 1024  # bytes per non-file field (> the 64 KiB chunks Werkzeug parses)
     MAX_FORM_PARTS = 64  # fields + files per multipart request
+    MAX_PART_HEADER_BYTES = 4 * 1024  # headers of one multipart part (413 past it)
     IMAGE_MAX_PIXELS = preprocess.MAX_PIXELS  # width x height read from the header, checked before decoding
     IMAGE_MIN_SIDE = preprocess.MIN_SIDE  # pixels
+    REQUEST_MAX_PIXELS = 40_000_000  # decoded pixels of all the images of one request (413 past it)
+    JSON_MAX_BYTES = 256 * 1024  # a JSON body (413 past it)
+    JSON_MAX_DEPTH = 32  # nesting of a JSON body (400 past it)
     STORE_UPLOADS = True  # keep each analysed image (a request may opt out with store=0)
     UPLOAD_RETENTION_DAYS = 30  # delete stored uploads older than this at start-up; 0 = keep forever
     UPLOAD_ORPHAN_GRACE_SECONDS = 600  # a file this young may belong to a transaction still running

@@ -1,6 +1,7 @@
 """What this machine offers for inference, found without TensorFlow (ONNX Runtime, /proc, nvidia-smi)."""
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import shutil
@@ -23,20 +24,22 @@ def cpu() -> dict:
     return {"model": model, "cores": os.cpu_count(), "usable_cores": usable, "machine": platform.machine()}
 
 
-def gpus() -> list[dict]:
-    """NVIDIA GPUs reported by ``nvidia-smi`` (empty when there is none or no driver)."""
+@functools.cache
+def gpus() -> tuple[dict, ...]:
+    """NVIDIA GPUs reported by ``nvidia-smi`` (empty when there is none or no driver); probed once per
+    process, since running it takes up to seconds and the hardware does not change while serving."""
     if shutil.which("nvidia-smi") is None:
-        return []
+        return ()
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
                               "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
-        return []
+        return ()
     found = []
     for line in out.stdout.strip().splitlines() if out.returncode == 0 else []:
         name, memory, driver = (part.strip() for part in line.split(","))
         found.append({"name": name, "memory_mib": int(float(memory)), "driver": driver})
-    return found
+    return tuple(found)
 
 
 def describe() -> dict:
@@ -44,7 +47,7 @@ def describe() -> dict:
     found = gpus()
     return {
         "cpu": cpu(),
-        "gpus": found,
+        "gpus": [dict(gpu) for gpu in found],
         "accelerator": "gpu" if found and "CUDAExecutionProvider" in available else "cpu",
         "onnxruntime_providers": available,
         "serving_provider": "CPUExecutionProvider",

@@ -17,8 +17,8 @@ class ApiError(Exception):
         self.status, self.code, self.values = status, code, values
 
 
-def _response(status: int, code: str, message: str, **extra):
-    return jsonify(error={"status": status, "code": code, "message": message, **extra}), status
+def _response(status: int, code: str, message: str, headers=(), **extra):
+    return jsonify(error={"status": status, "code": code, "message": message, **extra}), status, list(headers)
 
 
 def error_response(error: ApiError):
@@ -27,6 +27,9 @@ def error_response(error: ApiError):
 
 
 def init_app(app: Flask) -> None:
+    from app import params  # it raises this module's ApiError
+
+    params.init_app(app)  # JSON and multipart bodies parsed with size and depth limits
     app.register_error_handler(ApiError, error_response)
 
     @app.errorhandler(RequestEntityTooLarge)
@@ -39,9 +42,11 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
+        """Werkzeug's errors as JSON, keeping their headers (``Allow`` on a 405, as RFC 9110 requires)."""
         code = _CODES.get(error.code)
         message = translate(f"errors.{code}") if code else (error.description or translate("errors.bad_request"))
-        return _response(error.code, code or error.name.lower().replace(" ", "_"), message)
+        headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
+        return _response(error.code, code or error.name.lower().replace(" ", "_"), message, headers)
 
     @app.errorhandler(Exception)
     def internal_error(error: Exception):

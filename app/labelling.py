@@ -28,7 +28,7 @@ from sqlalchemy import (JSON, Boolean, DateTime, Integer, LargeBinary, String, U
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app import storage
+from app import params, storage
 from app.auth import admin_required, current_user
 from app.db import Prediction, db
 from app.errors import ApiError
@@ -240,7 +240,7 @@ def queue_query(project: str, order: str = "margin", wanted: str = "unlabelled",
 
 
 def _date(name: str) -> dt.datetime | None:
-    raw = request.args.get(name)
+    raw = params.text(name)
     if raw is None:
         return None
     try:
@@ -251,17 +251,11 @@ def _date(name: str) -> dt.datetime | None:
 
 
 def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
-    value = request.args.get(name, default)
-    if value not in choices:
-        raise ApiError(400, "bad_param", name=name, value=value[:80])
-    return value
+    return params.choice(name, choices, default)
 
 
 def _int(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name, str(default))
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ApiError(400, "bad_param", name=name, value=raw[:80])
-    return int(raw)
+    return params.integer(name, default, low, high)
 
 
 def queue(project: Project) -> dict:
