@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 import time
 from importlib import metadata
@@ -11,13 +12,14 @@ import numpy as np
 from flask import Blueprint, current_app, jsonify, request, send_file
 
 from app import analysis, device, map_images, network, params, storage
-from app.auth import admin_required
+from app.auth import admin_required, current_user
 from app.db import Prediction, db
 from app.errors import ApiError
 from app.inference import model_cache
 from app.i18n import translate
 from app.security import csrf, limiter
 from app.tokens import may_store_uploads
+from models import atomic
 from models.preprocess import ImageDecodeError, ImageTooLargeError, load_image, open_image, preprocess
 from models.registry import CorruptModelError, RegistryError, sha256_file
 
@@ -52,16 +54,75 @@ def card_summary(card: dict) -> dict:
     return summary
 
 
+# --- which model answers: ?model=, else the class default the teacher chose, else DEFAULT_MODEL ----------
+
+CLASS_MODEL_FILE = "class_model.json"  # in the instance folder: {"model", "user", "updated"}
+
+
+def servable(name) -> bool:
+    """Whether ``name`` is a registry model with a promoted (current) version."""
+    registry = model_cache().registry
+    return isinstance(name, str) and name in registry.models() and registry.current(name) is not None
+
+
+def class_model() -> str:
+    """The model the teacher set for the class (when it still has a promoted version), else DEFAULT_MODEL."""
+    try:
+        stored = json.loads((Path(current_app.instance_path) / CLASS_MODEL_FILE).read_text()).get("model")
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        stored = None
+    return stored if servable(stored) else current_app.config["DEFAULT_MODEL"]
+
+
+def requested_model() -> str:
+    """``model`` (query or form field): a model with a promoted version; absent, the class default."""
+    name = request.args.get("model", request.form.get("model"))
+    if name is None or name == "":
+        return class_model()
+    if not servable(name):
+        raise ApiError(404, "unknown_model", model=name[:80])
+    return name
+
+
+def calibrated(card: dict) -> bool:
+    """Whether the version can say "unknown" for out-of-distribution images (`riim calibrate` ran)."""
+    return "ood" in card["unknown_policy"]
+
+
+@bp.get("/class-model")
+def get_class_model():
+    """The model pages use when the browser has not chosen one (set by the teacher)."""
+    return jsonify(model=class_model(), default_model=current_app.config["DEFAULT_MODEL"])
+
+
+@bp.put("/class-model")
+@admin_required
+def set_class_model():
+    """``{"model": name}``: the class default (admin); it must have a promoted version."""
+    data = request.get_json(silent=True)
+    name = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(name, str) or not name:
+        raise ApiError(400, "missing_field", field="model")
+    if not servable(name):
+        raise ApiError(404, "unknown_model", model=name[:80])
+    atomic.write_json(Path(current_app.instance_path) / CLASS_MODEL_FILE, {
+        "model": name, "user": current_user().username, "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    return jsonify(model=class_model(), default_model=current_app.config["DEFAULT_MODEL"])
+
+
 @bp.get("/model-info")
 def model_info():
     registry = model_cache().registry
     models = []
     for name in registry.models():
         current = registry.current(name)
+        card = registry.card(name, current) if current else None
         models.append({"name": name, "current": current, "versions": registry.versions(name),
-                       "card": card_summary(registry.card(name, current)) if current else None})
+                       "calibrated": calibrated(card) if card else None,
+                       "card": card_summary(card) if card else None})
     return jsonify(
         default_model=current_app.config["DEFAULT_MODEL"],
+        class_model=class_model(),
         models=models,
         device=device.describe(),
         packages={name: metadata.version(name) for name in PACKAGES},
@@ -170,7 +231,7 @@ def predict():
     """Classify one or several images (multipart field ``image``, repeatable) with the current version.
     Each image is stored for the labelling loop unless ``store=0``."""
     started = time.perf_counter()
-    name = request.args.get("model", current_app.config["DEFAULT_MODEL"])
+    name = requested_model()
     wanted, allowed = flag("store", current_app.config["STORE_UPLOADS"]), may_store_uploads()
     keep = wanted and allowed
     explain_it, anomalies = flag("explain", False), flag("anomaly", False)
@@ -184,6 +245,7 @@ def predict():
         results, timings, kept = classified(model, uploads)
     for (filename, data), result, (image_format, size) in zip(uploads, results, kept):
         result["filename"] = filename
+        result["calibrated"] = calibrated(model.card)
         sha256 = hashlib.sha256(data).hexdigest()
         if keep:
             storage.save(sha256, data, image_format, size, filename)
@@ -193,7 +255,8 @@ def predict():
             probabilities=result["probabilities"], inference_ms=timings["inference_ms"] / len(results)))
     db.session.commit()
     timings["total_ms"] = (time.perf_counter() - started) * 1e3
-    return jsonify(model={"name": model.name, "version": model.version, "format": model.fmt}, results=results,
+    return jsonify(model={"name": model.name, "version": model.version, "format": model.fmt,
+                          "calibrated": calibrated(model.card)}, results=results,
                    timings={key: round(value, 2) for key, value in timings.items()},
                    stored=keep, **({"notice": translate("predict.not_stored")} if wanted and not allowed else {}))
 

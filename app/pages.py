@@ -3,17 +3,19 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template, send_from_directory
 
+from app.api import class_model
+
 bp = Blueprint("pages", __name__)
 
 
 @bp.get("/")
 def analyze():
-    return render_template("analyze.html")
+    return render_template("analyze.html", class_model=class_model())
 
 
 @bp.get("/network")
 def network():
-    return render_template("network.html")
+    return render_template("network.html", class_model=class_model())
 
 
 @bp.get("/models")

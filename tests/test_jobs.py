@@ -149,7 +149,8 @@ def test_label_train_export_serve_then_retrain_across_a_web_restart(job_app, tmp
     assert job.status_code == 202, job.json
     assert client.post("/api/v1/jobs", json={"project": "shop"}).json["error"]["code"] == "job_running"
     seen = wait(client, job.json["id"], lambda j: (j["progress"] or {}).get("epoch") or j["state"] not in ACTIVE)
-    assert seen["state"] in ("running", "succeeded") and seen["stage"] in ("train", "export", "evaluate", "promote")
+    assert seen["state"] in ("running", "succeeded") and seen["stage"] in (
+        "train", "export", "calibrate", "evaluate", "promote", "done")
     job = wait(client, job.json["id"], lambda j: j["state"] not in ("queued", "running"))
     assert job["state"] == "succeeded", job["error"]
     assert (job["version"], job["promoted"], job["parent_version"]) == ("v1", True, None)
@@ -157,6 +158,11 @@ def test_label_train_export_serve_then_retrain_across_a_web_restart(job_app, tmp
     card = registry.card("shop", "v1")
     assert card["labels"] == ["bag", "sneaker", "trouser"] and {"tfjs", "onnx_int8"} <= set(card["files"])
     assert card["metrics"]["heldout"]["images"] == 6 == len(job["result"]["images"])  # 2 per class, never trained
+    assert "anomaly" in card and "ood" in card["unknown_policy"] and job["result"]["calibration"]["calibrated"]
+    assert [(stage["name"], stage["state"]) for stage in job["stages"]] == [
+        (name, "done") for name in ("features", "head", "publish", "export", "calibrate", "evaluate")]
+    assert job["result"]["meaningful"] is False and job["result"]["too_small"] == {"bag": 2, "sneaker": 2, "trouser": 2}
+    assert job["result"]["new"]["accuracy_interval"][0] <= job["result"]["new"]["accuracy"]
     assert job["result"]["new"]["accuracy"] >= 0.5  # 6 training images per class; chance is 1/3
     # served: new real images (Fashion-MNIST test split) are answered with the labelled classes
     right = 0

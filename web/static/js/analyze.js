@@ -2,12 +2,14 @@
 // Runtime, /api/v1/predict) and in this browser (TF.js wasm, edge.js) — and the answers are shown side
 // by side with the class activation map, tags, anomaly verdicts and timings.
 import { t } from "./i18n.js";
-import { classify, currentVersion, loadEdgeModel, tfjsFormats } from "./edge.js";
+import { chosenModel, classify, currentVersion, loadEdgeModel, modelChoices, rememberModel, tfjsFormats } from "./edge.js";
 import { toImageData } from "./preprocess.js";
-import { bar, element, heatmapUrl, imageDataUrl, labelText, ms, percent, setBadge } from "./render.js";
+import { bar, element, heatmapUrl, imageDataUrl, jsonHeaders, labelText, ms, percent, setBadge } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
-const modelName = $("main").dataset.model;
+let modelName = $("model-select").dataset.classModel || $("main").dataset.model;
+let models = [];  // the models with a promoted version (edge.js modelChoices)
+let lastImage = null;  // {blob, filename}: analysed again when another model is chosen
 const errorBox = $("error");
 let edge = null;
 let edgeLoading = null;
@@ -25,12 +27,15 @@ function setProgress(fraction) {
   box.firstElementChild.style.width = `${fraction * 100}%`;
 }
 
-async function prepareEdge(format) {
+// The browser model of the chosen model (NAME); a load overtaken by another choice is dropped.
+async function prepareEdge(format, name = modelName) {
   const status = $("edge-status");
   status.textContent = t("edge.loading");
+  status.dataset.state = "loading";
   edge = null;
   try {
-    const loaded = await loadEdgeModel(modelName, format, setProgress);
+    const loaded = await loadEdgeModel(name, format, setProgress);
+    if (name !== modelName) return edge;
     edge = loaded;
     status.textContent = t(loaded.source === "cache" ? "edge.ready_cache" : "edge.ready_network", {
       version: `${loaded.name} ${loaded.version}`, format: loaded.format, backend: loaded.backend,
@@ -39,23 +44,98 @@ async function prepareEdge(format) {
     status.dataset.source = loaded.source;
     status.dataset.loadMs = loaded.loadMs.toFixed(1);
   } catch (error) {
+    if (name !== modelName) return edge;
     status.textContent = t("edge.unavailable", { reason: error.message });
     status.dataset.state = "unavailable";
   }
   return edge;
 }
 
-async function initEdge() {
-  try {
-    const { card } = await currentVersion(modelName);
-    $("edge-format").replaceChildren(...tfjsFormats(card).map((fmt) =>
-      element("option", { text: t(`edge.format_${fmt}`) === `edge.format_${fmt}` ? fmt : t(`edge.format_${fmt}`),
-        attrs: { value: fmt } })));
-  } catch { /* no model yet: prepareEdge reports it */ }
-  edgeLoading = prepareEdge($("edge-format").value || undefined);
+function initEdge() {
+  const name = modelName;
+  edge = null;
+  $("edge-status").textContent = t("edge.loading");
+  $("edge-status").dataset.state = "loading";
+  edgeLoading = (async () => {
+    try {
+      const { card } = await currentVersion(name);
+      $("edge-format").replaceChildren(...tfjsFormats(card).map((fmt) =>
+        element("option", { text: t(`edge.format_${fmt}`) === `edge.format_${fmt}` ? fmt : t(`edge.format_${fmt}`),
+          attrs: { value: fmt } })));
+    } catch { $("edge-format").replaceChildren(); /* no TF.js version: prepareEdge reports it */ }
+    return prepareEdge($("edge-format").value || undefined, name);
+  })();
 }
 
-$("edge-format").addEventListener("change", (event) => { edgeLoading = prepareEdge(event.target.value); });
+$("edge-format").addEventListener("change", (event) => { edge = null; edgeLoading = prepareEdge(event.target.value); });
+
+// --- the model: this browser's choice, else the class default; the teacher can set the class default ---
+function showModelNote() {
+  const model = models.find((entry) => entry.name === modelName);
+  $("model-note").textContent = model && !model.calibrated ? t("model.not_calibrated", { labels: model.labels.join(", ") }) : "";
+  $("model-note").classList.toggle("d-none", !model || model.calibrated);
+}
+
+async function initModels() {
+  const choices = await modelChoices(modelName);
+  models = choices.models;
+  modelName = chosenModel(choices);
+  const select = $("model-select");
+  select.dataset.classModel = choices.classModel;
+  if (models.length) {
+    select.replaceChildren(...models.map((model) => element("option", { attrs: { value: model.name },
+      text: t("model.option", { name: model.name, version: model.version, labels: model.labels.map(labelText).join(", ") })
+        + (model.name === choices.classModel ? t("model.class_default") : "") })));
+  }
+  select.value = modelName;
+  showModelNote();
+  initEdge();
+  try {
+    const me = await (await fetch("/api/v1/auth/me")).json();
+    if (me.csrf_token) document.querySelector('meta[name="csrf-token"]').content = me.csrf_token;
+    $("class-default-box").classList.toggle("d-none", !me.user?.is_admin);
+  } catch { /* offline: no admin actions */ }
+}
+
+$("model-select").addEventListener("change", (event) => {
+  modelName = event.target.value;
+  rememberModel(modelName);
+  showModelNote();
+  $("class-default-status").textContent = "";
+  initEdge();
+  if (lastImage) analyze(lastImage.blob, lastImage.filename);
+});
+
+$("class-default").addEventListener("click", async () => {
+  try {
+    const response = await fetch(`/api/v1/class-model?lang=${document.documentElement.lang}`,
+      { method: "PUT", headers: jsonHeaders(), body: JSON.stringify({ model: modelName }) });
+    const answer = await response.json();
+    if (!response.ok) throw new Error(answer.error?.message || response.statusText);
+    $("class-default-status").textContent = t("model.class_default_set", { name: answer.model });
+    $("model-select").dataset.classModel = answer.model;
+    [...$("model-select").options].forEach((option) => {
+      const model = models.find((entry) => entry.name === option.value);
+      if (model) option.textContent = t("model.option", { name: model.name, version: model.version, labels: model.labels.map(labelText).join(", ") })
+        + (model.name === answer.model ? t("model.class_default") : "");
+    });
+  } catch (error) {
+    $("class-default-status").textContent = error.message;
+  }
+});
+
+// Every answer of a model without an "unknown" calibration says so.
+function calibrationNote(panel, calibrated) {
+  let note = panel.querySelector(".result-calibration");
+  if (!note) {
+    note = element("p", { className: "small text-warning-emphasis mb-1 result-calibration" });
+    panel.querySelector(".result-time").before(note);
+  }
+  note.textContent = calibrated === false ? t("model.answer_not_calibrated") : "";
+  note.classList.toggle("d-none", calibrated !== false);
+  panel.dataset.calibrated = String(calibrated !== false);
+}
+
 
 // --- results ---------------------------------------------------------------------------------------
 function showPanel(panel, result, seconds, note) {
@@ -64,6 +144,7 @@ function showPanel(panel, result, seconds, note) {
     .map(([name, p]) => bar(name, p, name === result.label)));
   panel.querySelector(".result-time").textContent = `${t("compare.time")}: ${ms(seconds)}${note ? ` · ${note}` : ""}`;
   panel.dataset.label = result.label;
+  calibrationNote(panel, result.calibrated);
   panel.dataset.probabilities = JSON.stringify(result.probabilities);
   const score = result.ood_score ?? result.anomalies?.out_of_distribution?.score;
   if (score == null) delete panel.dataset.oodScore;
@@ -76,6 +157,7 @@ function showUnavailable(panel, message) {
   badge.className = "badge result-label text-bg-secondary";
   panel.querySelector(".result-bars").replaceChildren(element("p", { className: "small mb-0", text: message }));
   panel.querySelector(".result-time").textContent = "";
+  calibrationNote(panel, undefined);
   delete panel.dataset.label;
   delete panel.dataset.oodScore;
 }
@@ -143,7 +225,7 @@ async function askServer(blob, filename) {
   const body = new FormData();
   body.append("image", blob, filename);
   const started = performance.now();
-  const response = await fetch(`/api/v1/predict?explain=1&anomaly=1&lang=${document.documentElement.lang}`,
+  const response = await fetch(`/api/v1/predict?explain=1&anomaly=1&model=${encodeURIComponent(modelName)}&lang=${document.documentElement.lang}`,
     { method: "POST", body });
   const answer = await response.json();
   if (!response.ok) throw new Error(answer.error?.message || response.statusText);
@@ -153,13 +235,14 @@ async function askServer(blob, filename) {
 async function askEdge(blob) {
   await edgeLoading;
   if (!edge) throw new Error($("edge-status").textContent);
-  return classify(edge, blob);
+  return { ...(await classify(edge, blob)), calibrated: Boolean(edge.card.unknown_policy.ood) };
 }
 
 const settle = (promise) => promise.then((value) => ({ status: "fulfilled", value }),
   (reason) => ({ status: "rejected", reason }));
 
 async function analyze(blob, filename = "image") {
+  lastImage = { blob, filename };
   document.body.dataset.state = "working";
   showError("");
   $("preview").src = URL.createObjectURL(blob);
@@ -261,4 +344,4 @@ $("anomaly-toggle").addEventListener("click", (event) => {
   event.target.setAttribute("aria-pressed", String(shown));
 });
 
-initEdge();
+initModels();

@@ -31,6 +31,38 @@ async function getJson(url) {
   return response.json();
 }
 
+// --- which model: the student's choice (this browser), else the class default the teacher set ----------
+const CHOICE_KEY = "riim.model";
+const CHOICES_KEY = "riim.models";
+
+/** The models with a promoted version ({name, version, labels, calibrated}) and the class default; offline,
+ * the last list seen. */
+export async function modelChoices(fallback) {
+  try {
+    const info = await getJson("/api/v1/model-info");
+    const models = info.models.filter((model) => model.current).map((model) => ({ name: model.name,
+      version: model.current, labels: model.card?.labels || [], calibrated: Boolean(model.calibrated) }));
+    const choices = { models, classModel: info.class_model || info.default_model };
+    localStorage.setItem(CHOICES_KEY, JSON.stringify(choices));
+    return { ...choices, online: true };
+  } catch {
+    const saved = JSON.parse(localStorage.getItem(CHOICES_KEY) || "null");
+    return { models: [], classModel: fallback, ...saved, online: false };
+  }
+}
+
+/** The model this browser uses: its remembered choice if still offered, else the class default. */
+export function chosenModel(choices) {
+  const mine = localStorage.getItem(CHOICE_KEY);
+  if (choices.models.some((model) => model.name === mine)) return mine;
+  return choices.models.some((model) => model.name === choices.classModel) || !choices.models.length
+    ? choices.classModel : choices.models[0].name;
+}
+
+export function rememberModel(name) {
+  localStorage.setItem(CHOICE_KEY, name);
+}
+
 /** The current version, its card and ImageNet tag names: from the server, or offline the last ones used. */
 export async function currentVersion(name) {
   try {
@@ -127,10 +159,12 @@ export function tfjsFormats(card) {
   return Object.keys(card.files).filter((fmt) => fmt.startsWith("tfjs")).sort();
 }
 
+// Copies of this model's other versions (exactly NAME-vN-format: "shop" never drops "shop-b"'s copies).
 async function dropOldCopies(name, keep) {
   const stored = await tf.io.listModels();
+  const mine = new RegExp(`^indexeddb://riim-${name}-v\\d+-tfjs[a-z0-9_]*$`);  // names are [a-z0-9_-]
   await Promise.all(Object.keys(stored)
-    .filter((key) => key.startsWith(`indexeddb://riim-${name}-`) && key !== keep)
+    .filter((key) => mine.test(key) && key !== keep)
     .map((key) => tf.io.removeModel(key)));
 }
 

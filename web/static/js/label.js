@@ -101,42 +101,124 @@ async function findClusters() {
   }));
 }
 
-function beforeAfter(result) {
-  if (!result) return "";
+const seconds = (value) => (value < 60 ? `${Math.round(value)} s`
+  : `${Math.floor(value / 60)} min ${String(Math.round(value % 60)).padStart(2, "0")} s`);
+const stageName = (name) => (t(`labelling.stage_${name}`) === `labelling.stage_${name}` ? name : t(`labelling.stage_${name}`));
+const more = (label, count) => t("labelling.label_more", { label, count });
+
+// The held-out evaluation: the count, accuracy with its 95 % interval, per-class figures, and whether the
+// comparison can be trusted (below the minimum per class it is not, and promoting is not suggested).
+function beforeAfter(result, job) {
+  if (!result?.new) return "";
   const { parent, delta } = result;
   const fmt = (value) => (value === undefined || value === null ? "—" : value.toFixed(3));
-  const rows = [["accuracy", "macro_f1"].map((m) => [m, parent ? fmt(parent[m]) : "—", fmt(result.new[m]), delta ? fmt(delta[m]) : "—"]),
-    Object.keys(result.new.per_class).map((c) => [`F1 ${c}`, parent ? fmt(parent.per_class[c]?.f1) : "—", fmt(result.new.per_class[c].f1), delta ? fmt(delta.per_class[c].f1) : "—"])].flat();
-  return element("div", {}, element("h3", { className: "h6", text: t("labelling.before_after", { images: result.images.length }) }),
+  const accuracy = (s) => (s.correct === undefined ? percent(s.accuracy) : `${percent(s.accuracy)} (${s.correct}/${s.images})`);
+  const interval = (s) => (s.accuracy_interval ? `${percent(s.accuracy_interval[0])} – ${percent(s.accuracy_interval[1])}` : "—");
+  const row = (name, get, diff) => [name, parent ? get(parent) : "—", get(result.new), delta && diff ? diff(delta) : "—"];
+  const rows = [row(t("labelling.metric_accuracy"), accuracy, (d) => fmt(d.accuracy)),
+    row(t("labelling.metric_interval"), interval),
+    row(t("labelling.metric_macro_f1"), (s) => fmt(s.macro_f1), (d) => fmt(d.macro_f1)),
+    ...Object.keys(result.new.per_class).flatMap((label) => [
+      row(t("labelling.metric_class_images", { label }), (s) => String(s.per_class[label]?.support ?? "—")),
+      row(t("labelling.metric_class_recall", { label }), (s) => fmt(s.per_class[label]?.recall), (d) => fmt(d.per_class[label]?.recall)),
+      row(t("labelling.metric_class_f1", { label }), (s) => fmt(s.per_class[label]?.f1), (d) => fmt(d.per_class[label]?.f1))])];
+  const notes = [];
+  if (result.meaningful === false) {
+    const images = job.options?.images || {};
+    const needs = Object.keys(result.too_small || {}).map((label) => more(label, images[label]?.holdout_more ?? "?"));
+    notes.push(element("p", { className: "alert alert-warning small py-2 mb-2", attrs: { "data-meaningful": "false" },
+      text: `${t("labelling.not_meaningful", { minimum: result.min_heldout_per_class, needs: needs.join(", ") })} ${
+        t("labelling.every_note", { every: job.options?.holdout_every ?? 5 })}` }));
+  } else if (parent) {
+    notes.push(element("p", { className: "small mb-1", attrs: { "data-meaningful": "true" },
+      text: t(job.result && isBetter(result) ? "labelling.better" : "labelling.not_better") }));
+    if (result.overlap) notes.push(element("p", { className: "small mb-1", text: t("labelling.overlap") }));
+  }
+  return element("div", { attrs: { id: "before-after" } },
+    element("h3", { className: "h6", text: t(parent ? "labelling.before_after" : "labelling.evaluation", { images: result.images.length }) }),
+    ...notes,
     table([[t("labelling.metric"), t("labelling.parent", { version: parent?.version || "—" }), t("labelling.new", { version: result.new.version }), t("labelling.delta")], ...rows]));
+}
+
+const isBetter = (result) => result.meaningful !== false && Boolean(result.parent)
+  && [result.new.accuracy - result.parent.accuracy, result.new.macro_f1 - result.parent.macro_f1].find((d) => d !== 0) > 0;
+
+function stageRow(stage, progress) {
+  const name = stageName(stage.name);
+  let text;
+  if (stage.state === "done") text = t("labelling.stage_row_done", { stage: name, time: seconds(stage.seconds ?? 0) });
+  else if (stage.state === "pending") {
+    text = t("labelling.stage_row_pending", { stage: name, estimate: stage.eta_seconds ? t("labelling.stage_estimate", { time: seconds(stage.eta_seconds) }) : "" });
+  } else if (stage.state === "running") {
+    const detail = [];
+    if (stage.steps) detail.push(t(`labelling.step_${stage.unit || "step"}`, { step: stage.step ?? 0, steps: stage.steps }));
+    if (stage.unit === "epoch" && progress.loss !== undefined) {
+      detail.push(t("labelling.train_metrics", { loss: progress.loss.toFixed(3), accuracy: percent(progress.accuracy ?? 0) }));
+    }
+    if (stage.seconds != null) detail.push(t("labelling.elapsed", { time: seconds(stage.seconds) }));
+    detail.push(stage.eta_seconds == null ? t("labelling.eta_unknown")
+      : stage.eta_seconds < 1 ? t("labelling.eta_finishing") : t("labelling.eta", { time: seconds(stage.eta_seconds) }));
+    text = t("labelling.stage_row_running", { stage: name, detail: detail.join(" · ") });
+  } else text = t(`labelling.stage_row_${stage.state}`, { stage: name });
+  return element("li", { className: stage.state === "running" ? "fw-semibold" : stage.state === "pending" ? "text-body-secondary" : "",
+    attrs: { "data-stage": stage.name, "data-state": stage.state }, text });
+}
+
+// After success: one summary (time, held-out accuracy with its interval, calibration, published or not)
+// instead of the last progress line.
+function summary(job) {
+  const result = job.result || {};
+  const total = (job.stages || []).reduce((sum, stage) => sum + (stage.seconds || 0), 0);
+  const lines = [t("labelling.summary", { time: seconds(total), version: job.version })];
+  if (result.new?.accuracy_interval) {
+    lines.push(t("labelling.summary_heldout", { images: result.new.images, accuracy: percent(result.new.accuracy),
+      low: percent(result.new.accuracy_interval[0]), high: percent(result.new.accuracy_interval[1]) }));
+  }
+  if (result.calibration?.calibrated) lines.push(t("labelling.summary_calibrated", { auroc: (result.calibration.auroc ?? 0).toFixed(2) }));
+  else if (result.calibration) lines.push(t("labelling.summary_not_calibrated", { error: result.calibration.error || "" }));
+  lines.push(job.promoted ? t("labelling.promoted", { version: job.version })
+    : t("labelling.summary_waiting", { version: job.version, current: job.parent_version || "—" }));
+  return element("div", { className: "alert alert-success small py-2", attrs: { id: "job-summary" } },
+    ...lines.map((line) => element("p", { className: "mb-1", text: line })));
 }
 
 function showJob(job) {
   const progress = job.progress || {};
-  const line = t("labelling.job_progress", { stage: progress.stage || job.stage || "", epoch: progress.epoch ?? "—", epochs: progress.epochs ?? "—",
-    loss: progress.loss ?? "—", accuracy: progress.accuracy ?? "—", eta: progress.eta_seconds ?? "—" });
-  const parts = [element("div", { className: "fw-semibold", attrs: { "data-state": job.state, id: "job-state" }, text: t("labelling.job", { id: job.id, state: job.state }) }),
-    element("div", { className: "small", text: job.error || line })];
-  if (["queued", "running"].includes(job.state)) {
+  const active = ["queued", "running"].includes(job.state);
+  const parts = [element("div", { className: "fw-semibold", attrs: { "data-state": job.state, id: "job-state" },
+    text: t("labelling.job", { id: job.id, state: t(`labelling.state_${job.state}`) }) })];
+  (job.options?.excluded || []).forEach((entry) => parts.push(element("p", { className: "alert alert-warning small py-2 mb-2",
+    attrs: { "data-excluded": entry.label }, text: `${t("labelling.excluded", { label: entry.label, train: entry.train,
+      minimum: entry.minimum, more: entry.label_more ?? "?" })} ${t("labelling.every_note", { every: job.options.holdout_every ?? 5 })}` })));
+  if (job.error) parts.push(element("div", { className: "small text-danger", text: job.error }));
+  if (job.state === "succeeded") parts.push(summary(job));
+  if (job.stages) {
+    parts.push(element("ol", { className: "list-unstyled small mb-1", attrs: { id: "job-stages", "aria-label": t("labelling.stages") } },
+      ...job.stages.map((stage) => stageRow(stage, progress))));
+  }
+  if (active && job.eta_seconds != null) parts.push(element("div", { className: "small", attrs: { id: "job-eta" }, text: t("labelling.job_eta", { time: seconds(job.eta_seconds) }) }));
+  if (active) {
     const cancel = element("button", { className: "btn btn-sm btn-outline-danger", text: t("labelling.cancel"), attrs: { type: "button" } });
     cancel.addEventListener("click", () => post(`/api/v1/jobs/${job.id}/cancel`, {}).then(showJob).catch((e) => showError(e.message)));
     parts.push(cancel);
   }
-  parts.push(beforeAfter(job.result));
+  parts.push(beforeAfter(job.result, job));
   if (job.state === "succeeded" && !job.promoted) {
-    const promote = element("button", { className: "btn btn-sm btn-success", text: t("labelling.promote", { version: job.version }), attrs: { type: "button" } });
+    const suggested = job.result && isBetter(job.result);
+    const promote = element("button", { className: `btn btn-sm ${suggested ? "btn-success" : "btn-outline-secondary"}`, attrs: { type: "button", id: "promote" },
+      text: t(suggested ? "labelling.promote" : "labelling.promote_anyway", { version: job.version }) });
     promote.addEventListener("click", () => post(`/api/v1/models/${encodeURIComponent(job.project)}/promote`, { version: job.version })
       .then(() => showJob({ ...job, promoted: true })).catch((e) => showError(e.message)));
     parts.push(promote);
   } else if (job.state === "succeeded") {
     const rollback = element("button", { className: "btn btn-sm btn-outline-danger", text: t("labelling.rollback"), attrs: { type: "button" } });
     rollback.addEventListener("click", () => post(`/api/v1/models/${encodeURIComponent(job.project)}/rollback`, {}).catch((e) => showError(e.message)));
-    parts.push(element("span", { className: "small me-2", text: t("labelling.promoted", { version: job.version }) }), rollback);
+    parts.push(rollback);
   }
   parts.push(element("a", { className: "small d-block", text: t("labelling.log"), attrs: { href: `/api/v1/jobs/${job.id}/log`, target: "_blank" } }));
   $("job").replaceChildren(...parts);
   clearTimeout(polling);
-  if (["queued", "running"].includes(job.state)) {
+  if (active) {
     polling = setTimeout(() => api(`/api/v1/jobs/${job.id}`).then(showJob).catch((e) => showError(e.message)), 1000);
   }
 }

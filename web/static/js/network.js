@@ -3,9 +3,9 @@
 // an image produces.
 import { colourise, selectTiles, tile } from "./contract.js";
 import { t } from "./i18n.js";
-import { loadEdgeModel } from "./edge.js";
+import { chosenModel, loadEdgeModel, modelChoices, rememberModel } from "./edge.js";
 import { decodePixels, modelPixels, normalize } from "./preprocess.js";
-import { element, table } from "./render.js";
+import { element, labelText, table } from "./render.js";
 
 const tf = globalThis.tf;
 const $ = (id) => document.getElementById(id);
@@ -136,10 +136,37 @@ async function showMaps() {
 $("network-image").addEventListener("change", showMaps);
 $("network-part").addEventListener("change", showMaps);
 
-try {
-  edge = await loadEdgeModel($("main").dataset.model);
-  $("network-status").textContent = "";
-  drawGraph(graphLayers(edge.model, edge.card));
-} catch (error) {
-  $("network-status").textContent = t("edge.unavailable", { reason: error.message });
+// The model: this browser's choice (shared with Analyze), else the class default.
+let modelName = $("model-select").dataset.classModel || $("main").dataset.model;
+
+async function showModel(name) {
+  edge = null;
+  $("network-status").textContent = t("edge.loading");
+  $("network-graph").replaceChildren();
+  $("network-summary").textContent = "";
+  try {
+    const loaded = await loadEdgeModel(name);
+    if (name !== modelName) return;
+    edge = loaded;
+    $("network-status").textContent = "";
+    drawGraph(graphLayers(edge.model, edge.card));
+    await showMaps();
+  } catch (error) {
+    if (name === modelName) $("network-status").textContent = t("edge.unavailable", { reason: error.message });
+  }
 }
+
+const choices = await modelChoices(modelName);
+modelName = chosenModel(choices);
+if (choices.models.length) {
+  $("model-select").replaceChildren(...choices.models.map((model) => element("option", { attrs: { value: model.name },
+    text: t("model.option", { name: model.name, version: model.version, labels: model.labels.map(labelText).join(", ") })
+      + (model.name === choices.classModel ? t("model.class_default") : "") })));
+}
+$("model-select").value = modelName;
+$("model-select").addEventListener("change", (event) => {
+  modelName = event.target.value;
+  rememberModel(modelName);
+  showModel(modelName);
+});
+await showModel(modelName);
