@@ -3,8 +3,9 @@
 // by side with the class activation map, tags, anomaly verdicts and timings.
 import { t } from "./i18n.js";
 import { chosenModel, classify, currentVersion, loadEdgeModel, modelChoices, rememberModel, tfjsFormats } from "./edge.js";
-import { toImageData } from "./preprocess.js";
-import { bar, element, heatmapUrl, imageDataUrl, jsonHeaders, labelText, ms, percent, setBadge } from "./render.js";
+import { decodePixels, modelPixels, toImageData } from "./preprocess.js";
+import { api, bar, element, formatNumber, heatmapUrl, imageDataUrl, jsonHeaders, labelText, ms, pageLanguage, percent, setBadge, tOr, why } from "./render.js";
+import { colourise } from "./contract.js";
 
 const $ = (id) => document.getElementById(id);
 let modelName = $("model-select").dataset.classModel || $("main").dataset.model;
@@ -136,7 +137,6 @@ function calibrationNote(panel, calibrated) {
   panel.dataset.calibrated = String(calibrated !== false);
 }
 
-
 // --- results ---------------------------------------------------------------------------------------
 function showPanel(panel, result, seconds, note) {
   setBadge(panel.querySelector(".result-label"), result);
@@ -172,20 +172,92 @@ function showCam() {
   $("explanation").classList.remove("d-none");
 }
 
-// One line per anomaly check of the server's answer (issue-6 schema: anomalous, score, threshold, reason).
+// --- explanations in place: the card of the answering version, ImageNet names in the page language ----
+const cards = new Map();
+async function cardFor(name, version) {
+  if (edge?.name === name && edge?.version === version) return edge.card;
+  const key = `${name}:${version}`;
+  if (!cards.has(key)) cards.set(key, api(`/api/v1/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`).catch(() => null));
+  return cards.get(key);
+}
+
+let imagenetNames = null;  // the 1,000 ImageNet names in the page language (by tag index); English keeps the tag's own
+function localNames() {
+  if (pageLanguage === "en") return Promise.resolve(null);
+  imagenetNames ??= fetch(`/imagenet-labels.${pageLanguage}.json`).then((r) => (r.ok ? r.json() : null)).catch(() => null);
+  return imagenetNames;
+}
+
+const probabilityText = (p) => percent(p);
+
+// Why the panel says what it says: the class sums of the default model, where the rest of the probability
+// went, and why the answer is "unknown" (no class reaches the threshold, or the image is unusual).
+function panelWhy(result, card, names) {
+  const parts = [];
+  const mapping = card?.label_mapping;
+  const total = Object.values(result.probabilities).reduce((sum, p) => sum + p, 0);
+  if (mapping) {
+    const classes = Object.entries(mapping).map(([label, indices]) => {
+      const examples = indices.slice(0, 3).map((i) => names?.[i] ?? card.imagenet_names?.[i]).filter(Boolean);
+      return t("explain.class_sum", { label: labelText(label), n: indices.length, examples: examples.length ? ` (${examples.join(", ")}…)` : "" });
+    });
+    parts.push(t("explain.sums", { classes: classes.join("; ") }));
+    if (total < 0.995) parts.push(t("explain.rest", { rest: probabilityText(Math.max(0, 1 - total)) }));
+  } else {
+    parts.push(t("explain.softmax", { labels: Object.keys(result.probabilities).map(labelText).join(", ") }));
+  }
+  if (result.unknown) {
+    const ood = result.anomalies?.out_of_distribution;
+    const threshold = card?.unknown_policy?.threshold;
+    const best = Math.max(...Object.values(result.probabilities));
+    if (ood?.anomalous || (result.ood_score != null && card?.unknown_policy?.ood && result.ood_score > card.unknown_policy.ood.threshold)) {
+      parts.push(t("explain.unknown_ood"));
+    } else if (threshold != null && best < threshold) {
+      parts.push(t("explain.unknown_threshold", { best: probabilityText(best), threshold: probabilityText(threshold) }));
+    } else parts.push(t("analyze.unknown_hint"));
+  } else if (card?.unknown_policy?.threshold != null) {
+    parts.push(t("explain.known", { threshold: probabilityText(card.unknown_policy.threshold) }));
+  }
+  return parts;
+}
+
+async function explainPanel(panel, result, name, version) {
+  const box = panel.querySelector(".result-why");
+  if (!result) { box.replaceChildren(); return; }
+  const [card, names] = await Promise.all([cardFor(name, version), localNames()]);
+  const rest = panel.querySelector(".result-rest");
+  rest?.remove();
+  const total = Object.values(result.probabilities).reduce((sum, p) => sum + p, 0);
+  if (card?.label_mapping && total < 0.995) {  // the probability of every other ImageNet class, as its own bar
+    const other = bar("other", Math.max(0, 1 - total));
+    other.classList.add("result-rest");
+    other.firstChild.textContent = `${t("explain.other")} — ${percent(Math.max(0, 1 - total))}`;
+    panel.querySelector(".result-bars").append(other);
+  }
+  const lines = panelWhy(result, card, names);
+  box.replaceChildren(why(lines.join(" "), result.unknown ? t("explain.why_unknown") : t("explain.why_numbers")));
+}
+
+// The OOD verdict as "typical / unusual" with the raw score on hover; regions and quality with their reasons.
 function anomalyItems(anomalies) {
   return Object.entries(anomalies).map(([kind, verdict]) => {
-    const name = t(`anomaly.${kind}`) === `anomaly.${kind}` ? kind : t(`anomaly.${kind}`);
+    const name = tOr(`anomaly.${kind}`, kind);
     const available = verdict.available !== false;
     const reasons = (verdict.checks || []).filter((check) => check.flagged).map((check) => check.reason);
-    const score = "score" in verdict ? t("anomaly.score", { score: Number(verdict.score).toFixed(3),
-      threshold: Number(verdict.threshold).toFixed(3) }) : "";
+    const typical = kind === "out_of_distribution" || kind === "unusual_regions";
     const badge = !available ? ["text-bg-secondary", t("anomaly.unavailable")]
-      : verdict.anomalous ? ["text-bg-danger", t("anomaly.flagged")] : ["text-bg-success", t("anomaly.normal")];
-    return element("li", { className: "mb-1", attrs: { "data-kind": kind } },
+      : verdict.anomalous ? ["text-bg-danger", t(typical ? "anomaly.unusual" : "anomaly.flagged")]
+        : ["text-bg-success", t(typical ? "anomaly.typical" : "anomaly.normal")];
+    const item = element("li", { className: "mb-1", attrs: { "data-kind": kind } },
       element("span", { className: `badge me-2 ${badge[0]}`, text: badge[1] }), element("strong", { text: name }),
-      element("span", { text: [[verdict.reason, ...reasons].filter(Boolean).join(" · "), score]
-        .filter(Boolean).map((part) => ` — ${part}`).join("") }));
+      element("span", { text: [verdict.reason, ...reasons].filter(Boolean).map((part) => ` — ${part}`).join("") }));
+    if ("score" in verdict) {
+      const scoreText = t("anomaly.score_hover", { score: formatNumber(Number(verdict.score), { maximumFractionDigits: 3 }),
+        threshold: formatNumber(Number(verdict.threshold), { maximumFractionDigits: 3 }), method: verdict.method || "" });
+      item.title = scoreText;
+      item.append(why(`${t(`anomaly.why_${kind}`)} ${scoreText}`));
+    } else if (kind === "quality") item.append(why(t("anomaly.why_quality")));
+    return item;
   });
 }
 
@@ -195,20 +267,81 @@ function pixelTags(tags) {
     ...["brightness", "sharpness"].filter((key) => tags[key]?.name).map((key) => `${t(`analyze.${key}`)}: ${tags[key].name}`)];
 }
 
-function showDetails(server, local) {
-  const tags = [...(server?.tags || local?.tags || []).map((tag) => `${tag.label} ${percent(tag.probability)}`),
-    ...pixelTags(server?.pixel_tags)];
-  $("tags").replaceChildren(...tags.map((text) => element("li", {
-    className: "list-inline-item badge text-bg-light border", text })));
+// A [0, 1] legend bar in the shared colour map (the CAM and the unusual-regions map use the same one).
+const legendUrl = (() => {
+  let url = null;
+  return () => {
+    if (url) return url;
+    const width = 256;
+    const ramp = Float32Array.from({ length: width * 2 }, (_, i) => (i % width) / (width - 1));
+    const canvas = element("canvas");
+    canvas.width = width;
+    canvas.height = 2;
+    canvas.getContext("2d").putImageData(new ImageData(colourise(ramp), width, 2), 0, 0);
+    url = canvas.toDataURL("image/png");
+    return url;
+  };
+})();
+
+// The colour index of each pixel of a map drawn in the shared colour map, back to [0, 1] (the PNG is lossless).
+const PALETTE = colourise(Float32Array.from({ length: 256 }, (_, i) => i / 255));
+function unitValues(rgba) {
+  const values = new Float32Array(rgba.length / 4);
+  for (let p = 0; p < values.length; p += 1) {
+    let best = 0;
+    let bestDistance = Infinity;
+    for (let c = 0; c < 256; c += 1) {
+      const d = (rgba[p * 4] - PALETTE[c * 4]) ** 2 + (rgba[p * 4 + 1] - PALETTE[c * 4 + 1]) ** 2 + (rgba[p * 4 + 2] - PALETTE[c * 4 + 2]) ** 2;
+      if (d < bestDistance) { bestDistance = d; best = c; if (d === 0) break; }
+    }
+    values[p] = best / 255;
+  }
+  return values;
+}
+
+// The server's unusual-regions heatmap (threshold in the middle of the colours, so a normal photo is an even
+// tint) stretched to this image's own range so its most unusual places stand out, drawn over the image.
+async function regionsMap(heatmapSrc, size) {
+  const image = new Image();
+  image.src = heatmapSrc;
+  await image.decode();
+  const canvas = element("canvas");
+  canvas.width = image.naturalWidth;
+  canvas.height = image.naturalHeight;
+  const context = canvas.getContext("2d");
+  context.drawImage(image, 0, 0);
+  const values = unitValues(context.getImageData(0, 0, canvas.width, canvas.height).data);
+  let low = Infinity;
+  let high = -Infinity;
+  values.forEach((v) => { low = Math.min(low, v); high = Math.max(high, v); });
+  const stretched = values.map((v) => (high > low ? (v - low) / (high - low) : 0));
+  return heatmapUrl(stretched, canvas.height, canvas.width, size);
+}
+
+async function showDetails(server, local, baseImage) {
+  const names = await localNames();
+  const tags = server?.tags || local?.tags || [];
+  $("tags").replaceChildren(...tags.map((tag) => element("li", {
+    className: "list-inline-item badge text-bg-light border tag",
+    text: `${names?.[tag.index] ?? tag.label} ${percent(tag.probability)}`,
+    attrs: { title: `ImageNet #${tag.index}: ${tag.label}`, lang: names ? pageLanguage : "en", "data-index": tag.index } })));
+  const pixels = pixelTags(server?.pixel_tags);
+  $("pixel-tags").replaceChildren(...pixels.map((text) => element("li", { className: "list-inline-item badge text-bg-secondary", text })));
+  $("pixel-tags").previousElementSibling.classList.toggle("d-none", !pixels.length);
   const anomalies = server?.anomalies || {};
   const items = anomalyItems(anomalies);
   $("anomalies").replaceChildren(...items);
   $("anomalies-block").classList.toggle("d-none", !items.length);
-  const regions = anomalies.unusual_regions?.overlay || anomalies.unusual_regions?.heatmap;
+  const regions = anomalies.unusual_regions?.heatmap;
   $("anomaly-toggle").classList.toggle("d-none", !regions);
-  $("anomaly-heatmap").classList.add("d-none");
+  $("anomaly-map").classList.add("d-none");
   $("anomaly-toggle").setAttribute("aria-pressed", "false");
-  if (regions) $("anomaly-heatmap").src = regions;
+  $("anomaly-toggle").textContent = t("anomaly.toggle");
+  if (regions) {
+    $("anomaly-base").src = baseImage || anomalies.unusual_regions.overlay || "";
+    $("anomaly-heatmap").src = regions;
+    regionsMap(regions, 224).then((url) => { $("anomaly-heatmap").src = url; }).catch(() => {});
+  }
   $("details").classList.remove("d-none");
 }
 
@@ -284,11 +417,44 @@ async function analyze(blob, filename = "image") {
   $("cam-source").querySelector('option[value="server"]').disabled = !cams.server;
   $("cam-source").value = cams.edge ? "edge" : "server";
   showCam();
+  await explainAnswer(blob, serverResult, server.value?.answer?.model, edgeResult);
   if (serverResult || edgeResult) {
-    showDetails(serverResult, edgeResult);
     showTimings(server.value?.answer, server.value?.roundTripMs, edgeResult);
   }
+  revealAnswer();
   document.body.dataset.state = "done";
+}
+
+// The "why?" of each panel, which class the CAM explains, tags and anomalies (with the image the model saw).
+async function explainAnswer(blob, serverResult, serverModel, edgeResult) {
+  const edgeModel = edge && edgeResult ? { name: edge.name, version: edge.version } : null;
+  await Promise.all([explainPanel($("server-result"), serverResult, serverModel?.name, serverModel?.version),
+    explainPanel($("edge-result"), edgeResult, edgeModel?.name, edgeModel?.version)]);
+  const result = serverResult || edgeResult;
+  if (!result) return;
+  const model = serverResult ? serverModel : edgeModel;
+  const card = await cardFor(model.name, model.version);
+  const target = serverResult?.explanation?.class ?? max(result.probabilities);
+  const targetName = typeof target === "string" ? labelText(target) : `ImageNet #${target.imagenet_index}`;
+  $("cam-target").textContent = t(result.unknown ? "cam.target_unknown" : "cam.target",
+    { label: targetName, p: percent(result.probabilities[target] ?? 0) });
+  let base = cams.edge?.base;
+  if (!base && card) {
+    try { base = imageDataUrl(toImageData(modelPixels(await decodePixels(blob), card.input), card.input.size)); } catch { base = ""; }
+  }
+  if (serverResult || edgeResult) await showDetails(serverResult, edgeResult, base);
+}
+
+const max = (probabilities) => Object.entries(probabilities).reduce((a, b) => (b[1] > a[1] ? b : a))[0];
+
+// On a phone the answer is below the upload: bring it into view once it is there.
+function revealAnswer() {
+  const answer = $("answer");
+  if (window.matchMedia("(min-width: 992px)").matches) return;
+  const top = answer.getBoundingClientRect().top;
+  if (top > window.innerHeight * 0.5 || top < 0) {
+    answer.scrollIntoView({ behavior: "smooth", block: "start" });
+  }
 }
 
 // --- inputs ----------------------------------------------------------------------------------------
@@ -340,8 +506,43 @@ $("cam-opacity").addEventListener("input", (event) => { $("cam-heat").style.opac
 $("cam-heat").style.opacity = $("cam-opacity").value / 100;
 $("cam-source").addEventListener("change", showCam);
 $("anomaly-toggle").addEventListener("click", (event) => {
-  const shown = $("anomaly-heatmap").classList.toggle("d-none") === false;
+  const shown = $("anomaly-map").classList.toggle("d-none") === false;
   event.target.setAttribute("aria-pressed", String(shown));
+  event.target.textContent = t(shown ? "anomaly.toggle_hide" : "anomaly.toggle");
 });
+document.querySelectorAll(".legend-bar").forEach((img) => { img.src = legendUrl(); });
+$("anomaly-heatmap").style.opacity = 0.75;
+// A file that is not an image shows no broken preview (the server's answer says what is wrong).
+$("preview").addEventListener("error", () => $("preview").classList.add("d-none"));
+
+// Switching language reloads the page: the analysed image goes along (this tab only) and is analysed again.
+const CARRIED = "riim.analyze.image";
+$("language-switch").addEventListener("click", async (event) => {
+  if (!lastImage) return;
+  event.preventDefault();
+  const { href } = event.currentTarget;
+  try {
+    const url = await new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result);
+      reader.onerror = reject;
+      reader.readAsDataURL(lastImage.blob);
+    });
+    sessionStorage.setItem(CARRIED, JSON.stringify({ url, filename: lastImage.filename }));
+  } catch { /* too large for this tab's storage: the new page starts empty */ }
+  window.location.href = href;
+});
+async function restoreImage() {
+  const carried = sessionStorage.getItem(CARRIED);
+  if (!carried) return;
+  sessionStorage.removeItem(CARRIED);
+  try {
+    const { url, filename } = JSON.parse(carried);
+    for (let tries = 0; !edgeLoading && tries < 100; tries += 1) await new Promise((resolve) => { setTimeout(resolve, 100); });
+    await edgeLoading;
+    analyze(await (await fetch(url)).blob(), filename);
+  } catch { /* nothing to restore */ }
+}
 
 initModels();
+restoreImage();

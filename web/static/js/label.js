@@ -2,7 +2,7 @@
 // k-means groups for bulk labelling, CSV/JSON export/import, and training jobs with live progress and
 // the held-out before/after table (admin API; the CSRF token comes from the meta tag).
 import { t } from "./i18n.js";
-import { api, bindLogin, element, jsonHeaders, percent, table } from "./render.js";
+import { api, bindLogin, element, jsonHeaders, labelText, openLogin, percent, table } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
 const LABELLING = "/api/v1/labelling/projects";
@@ -21,11 +21,24 @@ const projectUrl = (path = "") => `${LABELLING}/${encodeURIComponent(project.nam
 
 function queueQuery() {
   const query = new URLSearchParams({ order: $("order").value, status: $("status").value, limit: "60" });
-  if ($("predicted").value) query.set("predicted", $("predicted").value);
+  if ($("predicted").value.trim()) query.set("predicted", classFromText($("predicted").value));
   if ($("unknown").checked) query.set("unknown", "1");
   if ($("since").value) query.set("since", $("since").value);
   if ($("until").value) query.set("until", `${$("until").value}T23:59:59`);
   return query;
+}
+
+// "Clase predicha" accepts a class as the page shows it ("gato") or as stored ("cat").
+function knownClasses() {
+  return [...new Set([...(project?.classes || []), "cat", "dog", "unknown"])];
+}
+function classFromText(text) {
+  const wanted = text.trim().toLocaleLowerCase();
+  return knownClasses().find((name) => labelText(name).toLocaleLowerCase() === wanted) || text.trim();
+}
+function fillPredictedOptions() {
+  $("predicted-options").replaceChildren(...knownClasses().flatMap((name) => [...new Set([labelText(name), name])]
+    .map((value) => element("option", { attrs: { value } }))));
 }
 
 function showCounts(counts) {
@@ -33,21 +46,26 @@ function showCounts(counts) {
   $("counts").replaceChildren(table([[t("labelling.count_class"), t("labelling.count_train"), t("labelling.count_holdout")], ...rows]));
 }
 
-async function loadQueue() {
+// Load the queue; ``keep`` (the image just labelled, or the one shown) keeps your place: the same image if it
+// is still in the list, else the one that took its place.
+async function loadQueue(keep = null) {
   const answer = await api(`${projectUrl("/queue")}?${queueQuery()}`);
   project = answer.project;
   items = answer.items;
-  index = 0;
+  const kept = keep ? items.findIndex((item) => item.sha256 === keep.sha256) : -1;
+  index = kept >= 0 ? kept : keep ? Math.min(keep.index, Math.max(items.length - 1, 0)) : 0;
+  fillPredictedOptions();
   $("total").textContent = answer.total;
   showCounts(answer.counts);
   $("export-csv").href = projectUrl("/labels?format=csv");
   $("export-json").href = projectUrl("/labels?format=json");
   $("queue").replaceChildren(...items.map((item, i) => {
-    const thumb = element("img", { className: "img-thumbnail", attrs: { src: `/api/v1/uploads/${item.sha256}`, alt: item.filename || item.sha256.slice(0, 8), width: "56", height: "56", "data-index": i } });
+    const thumb = element("img", { className: "img-thumbnail queue-thumb", attrs: { src: `/api/v1/uploads/${item.sha256}`, alt: item.filename || item.sha256.slice(0, 8), width: "56", height: "56", "data-index": i, tabindex: "0" } });
     thumb.addEventListener("click", () => show(i));
+    thumb.addEventListener("keydown", (event) => { if (event.key === "Enter") show(i); });
     return thumb;
   }));
-  await show(0);
+  await show(index);
   document.body.dataset.state = "ready";
 }
 
@@ -56,19 +74,26 @@ async function show(i) {
   const item = items[index];
   $("empty").classList.toggle("d-none", Boolean(item));
   $("current").classList.toggle("d-none", !item);
+  $("queue").querySelectorAll("img").forEach((thumb, k) => {
+    thumb.classList.toggle("current", k === index);
+    if (k === index) thumb.setAttribute("aria-current", "true");
+    else thumb.removeAttribute("aria-current");
+  });
+  $("queue").querySelector("img.current")?.scrollIntoView({ block: "nearest", inline: "nearest" });
   if (!item) return;
   $("current-image").src = `/api/v1/uploads/${item.sha256}`;
-  $("current-image").style.maxHeight = "240px";
   $("current-image").dataset.sha256 = item.sha256;
   const p = item.prediction;
-  $("current-prediction").textContent = p ? t("labelling.prediction", { model: p.model, version: p.version, label: p.label,
-    confidence: (p.confidence * 100).toFixed(1), uncertainty: percent(item.uncertainty) }) : t("labelling.no_prediction");
+  $("current-prediction").textContent = p ? t("labelling.prediction", { model: p.model, version: p.version, label: labelText(p.label),
+    confidence: percent(p.confidence), uncertainty: percent(item.uncertainty) }) : t("labelling.no_prediction");
   $("class-buttons").replaceChildren(...project.classes.map((name, k) => {
-    const button = element("button", { className: "btn btn-sm btn-outline-primary", text: k < 9 ? `${k + 1} · ${name}` : name, attrs: { type: "button", "data-class": name } });
+    const shown = labelText(name) === name ? name : `${labelText(name)} (${name})`;
+    const button = element("button", { className: "btn btn-outline-primary", text: k < 9 ? `${k + 1} · ${shown}` : shown, attrs: { type: "button", "data-class": name } });
     button.addEventListener("click", () => label({ label: name }));
     return button;
   }));
   const history = await api(projectUrl(`/labels/${item.sha256}/history`));
+  $("history-block").classList.toggle("d-none", !history.history.length);
   $("history").replaceChildren(...history.history.map((row) => element("li", { text: t("labelling.history_row", {
     created: row.created.replace("T", " ").slice(0, 19), user: row.user, what: row.label || row.status }) })));
 }
@@ -78,7 +103,7 @@ async function label(decision) {
   if (!item) return;
   try {
     await post(projectUrl("/labels"), { sha256: item.sha256, status: decision.status || "labelled", label: decision.label });
-    await loadQueue();
+    await loadQueue({ sha256: item.sha256, index });
   } catch (error) {
     showError(error.message);
   }
@@ -87,15 +112,19 @@ async function label(decision) {
 async function findClusters() {
   const answer = await post(`${projectUrl("/clusters")}?k=6`, {});
   $("clusters").replaceChildren(...answer.clusters.map((group, k) => {
+    // No class is chosen for a group until you choose one: one click must not label a whole group by default.
     const select = element("select", { className: "form-select form-select-sm", attrs: { "aria-label": t("labelling.label_cluster") } },
-      ...project.classes.map((name) => element("option", { text: name, attrs: { value: name } })));
+      element("option", { text: t("labelling.choose_class"), attrs: { value: "" } }),
+      ...project.classes.map((name) => element("option", { text: labelText(name), attrs: { value: name } })));
     const apply = element("button", { className: "btn btn-sm btn-outline-primary", text: t("labelling.add"), attrs: { type: "button" } });
+    apply.disabled = true;
+    select.addEventListener("change", () => { apply.disabled = !select.value; });
     apply.addEventListener("click", async () => {
       await post(projectUrl("/labels"), { items: group.members.map((sha256) => ({ sha256, label: select.value })) });
       await loadQueue();
       await findClusters();
     });
-    const thumbs = group.members.slice(0, 12).map((sha) => element("img", { className: "img-thumbnail", attrs: { src: `/api/v1/uploads/${sha}`, alt: sha.slice(0, 8), width: "40", height: "40" } }));
+    const thumbs = group.members.slice(0, 12).map((sha) => element("img", { className: "img-thumbnail cluster-thumb", attrs: { src: `/api/v1/uploads/${sha}`, alt: sha.slice(0, 8), width: "40", height: "40" } }));
     return element("div", { className: "card card-body mb-2" }, element("div", { className: "small", text: t("labelling.cluster", { index: k + 1, count: group.members.length }) }),
       element("div", {}, ...thumbs), element("div", { className: "d-flex gap-2 mt-1" }, select, apply));
   }));
@@ -238,15 +267,35 @@ async function loadProjects(selected) {
 async function start() {
   const me = await api("/api/v1/auth/me");
   document.querySelector('meta[name="csrf-token"]').content = me.csrf_token;
-  $("login-form").classList.toggle("d-none", Boolean(me.user?.is_admin));
+  if (!me.user?.is_admin) openLogin(t("labelling.login"));
+  $("label-login-note").classList.toggle("d-none", Boolean(me.user?.is_admin));
   $("workspace").classList.toggle("d-none", !me.user?.is_admin);
   if (me.user?.is_admin) await loadProjects();
 }
 
 const guard = (action) => (...args) => Promise.resolve(action(...args)).then(() => showError("")).catch((error) => showError(error.message));
 
+// Keyboard shortcuts work whatever control was used last (a filter menu, a button, a checkbox), but not while
+// typing in a text field: Esc or Enter there gives the keys back; the hint under the image says which is on.
+const TYPING = new Set(["text", "search", "email", "number", "password", "date", "url", "tel"]);
+const isTyping = (target) => target?.isContentEditable || target?.tagName === "TEXTAREA"
+  || (target?.tagName === "INPUT" && TYPING.has(target.type));
+
+function showShortcutState() {
+  const typing = isTyping(document.activeElement);
+  $("shortcut-hint").dataset.active = String(!typing);
+  $("shortcut-hint").textContent = typing ? t("labelling.shortcuts_paused") : t("labelling.shortcuts");
+}
+document.addEventListener("focusin", showShortcutState);
+document.addEventListener("focusout", () => setTimeout(showShortcutState, 0));
+
 document.addEventListener("keydown", (event) => {
-  if (!project || ["INPUT", "SELECT", "TEXTAREA"].includes(event.target.tagName) || event.ctrlKey || event.metaKey || event.altKey) return;
+  if (!project || $("workspace").classList.contains("d-none")) return;
+  if (isTyping(event.target)) {
+    if (event.key === "Escape" || (event.key === "Enter" && event.target.id === "predicted")) event.target.blur();
+    return;
+  }
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
   const key = event.key.toLowerCase();
   if (/^[1-9]$/.test(key) && project.classes[Number(key) - 1]) label({ label: project.classes[Number(key) - 1] });
   else if (key === "s") label({ status: "skipped" });
@@ -257,16 +306,20 @@ document.addEventListener("keydown", (event) => {
   else return;
   event.preventDefault();
 });
+$("next").addEventListener("click", () => show(index + 1));
+$("previous").addEventListener("click", () => show(index - 1));
 $("new-class-form").addEventListener("submit", (event) => { event.preventDefault(); label({ label: $("new-class").value.trim() }); $("new-class").value = ""; });
 $("skip").addEventListener("click", () => label({ status: "skipped" }));
 $("bad").addEventListener("click", () => label({ status: "bad" }));
-$("filters").addEventListener("change", guard(loadQueue));
+$("filters").addEventListener("change", guard(() => loadQueue()));
+$("filters").addEventListener("submit", (event) => event.preventDefault());
 $("project").addEventListener("change", guard(() => loadProjects($("project").value)));
 $("find-clusters").addEventListener("click", guard(findClusters));
 $("project-form").addEventListener("submit", guard(async (event) => {
   event.preventDefault();
   const classes = $("project-classes").value.split(",").map((c) => c.trim()).filter(Boolean);
   const created = await post(LABELLING, { name: $("project-name").value.trim(), classes });
+  $("project-form").reset();
   await loadProjects(created.name);
 }));
 $("import").addEventListener("change", guard(async (event) => {

@@ -4,8 +4,8 @@
 import { colourise, selectTiles, tile } from "./contract.js";
 import { t } from "./i18n.js";
 import { chosenModel, loadEdgeModel, modelChoices, rememberModel } from "./edge.js";
-import { decodePixels, modelPixels, normalize } from "./preprocess.js";
-import { element, labelText, table } from "./render.js";
+import { decodePixels, modelPixels, normalize, toImageData } from "./preprocess.js";
+import { element, formatNumber, imageDataUrl, labelText, table, why } from "./render.js";
 
 const tf = globalThis.tf;
 const $ = (id) => document.getElementById(id);
@@ -26,7 +26,23 @@ function partSentence(part) {
   return t(`network.part_${kind}`, { n: part.replace("block", "") });
 }
 
-const shape = (layer) => JSON.stringify(layer.shape).replaceAll("null", "N");
+const shape = (layer) => JSON.stringify(layer.shape).replaceAll("null", "N").replaceAll(",", ", ");
+// A layer name such as block3_project_bn in words: its block, its step and its operation (training/backbone.py names).
+const NAME_PARTS = ["expand", "dwconv", "se", "project", "bn", "activation", "add", "drop", "conv", "pad", "relu", "pool", "dense", "dropout", "probabilities", "squeeze", "reduce"];
+function nameText(name) {
+  const parts = name.split("_").flatMap((part) => {
+    const block = part.match(/^block(\d+)([a-z]?)$/);
+    if (block) return [t("network.name_block", { n: block[1] })];
+    return NAME_PARTS.includes(part) ? [t(`network.name_${part}`)] : [];
+  });
+  return parts.join(" · ");
+}
+function shapeText(layer) {
+  const dims = layer.shape.slice(1);
+  if (dims.length === 3) return t("network.shape_map", { h: dims[0], w: dims[1], c: formatNumber(dims[2]) });
+  if (dims.length === 1) return t("network.shape_vector", { n: formatNumber(dims[0]) });
+  return "";
+}
 const typeText = (name) => (t(`network.layer_${name}`) === `network.layer_${name}` ? "" : t(`network.layer_${name}`));
 // Ops of the frozen graph → the Keras layer kind they come from (BatchNorm is folded into the convolutions).
 const KIND = { Conv2D: "Conv2D", _FusedConv2D: "Conv2D", DepthwiseConv2dNative: "DepthwiseConv2D",
@@ -78,20 +94,23 @@ function drawGraph(layers) {
   const grouped = parts(layers);
   const total = layers.reduce((sum, layer) => sum + layer.params, 0);
   $("network-summary").textContent = t("network.summary", {
-    model: `${edge.name} ${edge.version}`, layers: layers.length, params: total.toLocaleString(),
+    model: `${edge.name} ${edge.version}`, layers: formatNumber(layers.length), params: formatNumber(total),
     size: edge.card.input.size });
   $("network-graph").replaceChildren(...[...grouped].map(([part, members]) => {
     const params = members.reduce((sum, layer) => sum + layer.params, 0);
     const last = members.at(-1);
     const summary = element("summary", {},
-      element("strong", { text: part }), ` → ${shape(last)} · ${t("network.params", { n: params.toLocaleString() })}`);
+      element("strong", { text: part }), ` → ${shape(last)} · ${t("network.params", { n: formatNumber(params) })}`);
     const rows = [[t("network.layer"), t("network.type"), t("network.shape"), t("network.params_column")],
-      ...members.map((layer) => [layer.name, layer.kinds.join(" + "), shape(layer), layer.params.toLocaleString()])];
+      ...members.map((layer) => [element("span", { attrs: { title: nameText(layer.name) } }, element("code", { text: layer.name }),
+        element("span", { className: "d-block small text-body-secondary", text: nameText(layer.name) })),
+      layer.kinds.join(" + "), element("span", { attrs: { title: shapeText(layer) } }, shape(layer),
+        element("span", { className: "d-block small text-body-secondary", text: shapeText(layer) })), formatNumber(layer.params)])];
     const types = [...new Set(members.flatMap((layer) => layer.kinds))].map(typeText).filter(Boolean);
     return element("details", { className: "card card-body mb-2 py-2", attrs: { "data-part": part } }, summary,
       element("p", { className: "small mb-1", text: partSentence(part) }),
       element("ul", { className: "small mb-1" }, ...types.map((sentence) => element("li", { text: sentence }))),
-      table(rows, "table table-sm layer mb-0"));
+      element("div", { className: "table-responsive" }, table(rows, "table table-sm layer mb-0")));
   }));
   $("network-part").replaceChildren(...[...grouped]
     .filter(([, members]) => members.at(-1).shape.length === 4)
@@ -115,7 +134,10 @@ async function showMaps() {
   if (!file || !edge || !option) return;
   const layerName = option.dataset.layer;
   const { card, model } = edge;
-  const input = normalize(modelPixels(await decodePixels(file), card.input), card.input);
+  const pixels = modelPixels(await decodePixels(file), card.input);
+  $("network-input").src = imageDataUrl(toImageData(pixels, card.input.size));
+  $("network-input").classList.remove("d-none");
+  const input = normalize(pixels, card.input);
   const maps = tf.tidy(() => model.execute(tf.tensor4d(input, [1, card.input.size, card.input.size, 3]), option.value));
   const [, height, width, channels] = maps.shape;
   const data = await maps.data();
@@ -128,7 +150,8 @@ async function showMaps() {
     canvas.setAttribute("aria-label", t("network.tile", { channel, layer: layerName }));
     return canvas;
   });
-  $("maps-caption").textContent = t("network.maps_caption", { shown: tiles.length, channels, height, width, layer: layerName });
+  $("maps-caption").textContent = t("network.maps_caption", { shown: tiles.length, channels: formatNumber(channels), height, width, layer: layerName,
+    size: card.input.size });
   $("feature-tiles").replaceChildren(...tiles);
   document.body.dataset.state = "done";
 }

@@ -1,6 +1,17 @@
-// Small DOM builders shared by the pages (no inline styles: sizes are set through the CSSOM).
+// Small DOM builders shared by the pages (no inline styles: sizes are set through the CSSOM), numbers in the
+// page's language, and the navbar login of every page (templates/base.html + _login.html).
 import { colourise } from "./contract.js";
 import { t } from "./i18n.js";
+
+/** The page's language (<html lang>), not the browser's locale: numbers follow the page. */
+export const pageLanguage = document.documentElement.lang === "en" ? "en" : "es";
+const LOCALE = pageLanguage === "en" ? "en-GB" : "es-ES";
+
+/** A number in the page's language (Intl), e.g. 4.633.002 / 4,633,002; options as Intl.NumberFormat. */
+export function formatNumber(value, options = {}) {
+  if (typeof value !== "number" || !Number.isFinite(value)) return String(value ?? "—");
+  return new Intl.NumberFormat(LOCALE, { useGrouping: true, ...options }).format(value);
+}
 
 /** A label in the page language (catalogue key label.<name>), or the name itself. */
 export function labelText(label) {
@@ -8,8 +19,14 @@ export function labelText(label) {
   return t(key) === key ? label : t(key);
 }
 
-export const percent = (p) => `${(p * 100).toFixed(1)} %`;
-export const ms = (value) => `${value.toFixed(1)} ms`;
+/** A catalogue string, or ``fallback`` when the catalogue has no such key. */
+export function tOr(key, fallback, values = {}) {
+  const text = t(key, values);
+  return text === key ? fallback : text;
+}
+
+export const percent = (p, digits = 1) => formatNumber(p, { style: "percent", minimumFractionDigits: digits, maximumFractionDigits: digits });
+export const ms = (value) => `${formatNumber(value, { minimumFractionDigits: 1, maximumFractionDigits: 1 })} ms`;
 
 export function element(tag, { className, text, attrs } = {}, ...children) {
   const node = document.createElement(tag);
@@ -32,13 +49,17 @@ export function bar(name, probability, highlight = false) {
   return element("div", { className: "mb-2" }, element("div", { text: `${labelText(name)} — ${percent(probability)}` }), outer);
 }
 
-/** Badge text and colour for a decision; "unknown" is shown in its own colour with the reason. */
+/** Badge text and colour for a decision; "unknown" is shown in its own colour, its reason on the next line. */
 export function setBadge(badge, result) {
-  badge.textContent = result.unknown
-    ? `${labelText("unknown")} (${t("analyze.unknown_hint")})`
-    : `${labelText(result.label)} · ${percent(result.confidence)}`;
+  badge.textContent = result.unknown ? labelText("unknown") : `${labelText(result.label)} · ${percent(result.confidence)}`;
+  badge.title = result.unknown ? t("analyze.unknown_hint") : "";
   badge.dataset.label = result.label;
   badge.className = `badge result-label ${result.unknown ? "text-bg-warning" : "text-bg-success"}`;
+}
+
+/** A small "why?" disclosure: a summary word and the explanation below it. */
+export function why(text, summary = t("explain.why")) {
+  return element("details", { className: "why small" }, element("summary", { text: summary }), element("p", { className: "mb-1", text }));
 }
 
 /** A table from rows of cells; the first row is the header. */
@@ -89,20 +110,76 @@ export async function api(url, options = {}) {
   return body;
 }
 
-/** Wire the admin login form of templates/_login.html: log in, keep the session's new CSRF token. */
+// --- login from the navbar of every page -----------------------------------------------------------
+const loginHooks = { error: null, done: [] };
+const byId = (id) => document.getElementById(id);
+
+function showLoginError(message) {
+  byId("login-error").textContent = message;
+  byId("login-error").classList.toggle("d-none", !message);
+}
+
+/** Open the login form (navbar button, or a page action that needs an admin), saying why when given. */
+export function openLogin(reason = "") {
+  byId("login-form").classList.remove("d-none");
+  byId("login-open").setAttribute("aria-expanded", "true");
+  if (reason) byId("login-why").textContent = reason;
+  byId("login-user").focus();
+}
+
+function closeLogin() {
+  byId("login-form").classList.add("d-none");
+  byId("login-open").setAttribute("aria-expanded", "false");
+}
+
+/** The navbar shows who is logged in (GET /api/v1/auth/me or the login answer). */
+export function showUser(user) {
+  byId("nav-user").textContent = user ? t("login.as", { user: user.username || user.name || "" }) : "";
+  byId("nav-user").classList.toggle("d-none", !user);
+  byId("login-open").classList.toggle("d-none", Boolean(user));
+  byId("logout").classList.toggle("d-none", !user);
+  document.body.dataset.admin = String(Boolean(user?.is_admin));
+}
+
+/** A page's hooks for the login of templates/_login.html: ``onError`` also gets the error message (the form
+ * shows it anyway), ``onDone(user)`` runs after a successful login. */
 export function bindLogin(onError, onDone = () => {}) {
-  const form = document.getElementById("login-form");
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    try {
-      const answer = await api("/api/v1/auth/login", { method: "POST", headers: jsonHeaders(), body: JSON.stringify({
-        username: document.getElementById("login-user").value, password: document.getElementById("login-password").value }) });
-      document.querySelector('meta[name="csrf-token"]').content = answer.csrf_token;
-      form.classList.add("d-none");
-      onError("");
-      onDone(answer.user);
-    } catch (error) {
-      onError(error.message);
-    }
-  });
+  loginHooks.error = onError;
+  loginHooks.done.push(onDone);
+}
+
+async function submitLogin(event) {
+  event.preventDefault();
+  try {
+    const answer = await api("/api/v1/auth/login", { method: "POST", headers: jsonHeaders(), body: JSON.stringify({
+      username: byId("login-user").value, password: byId("login-password").value }) });
+    document.querySelector('meta[name="csrf-token"]').content = answer.csrf_token;
+    byId("login-password").value = "";
+    closeLogin();
+    showLoginError("");
+    loginHooks.error?.("");
+    showUser(answer.user);
+    document.dispatchEvent(new CustomEvent("riim:login", { detail: answer.user }));
+    loginHooks.done.forEach((hook) => hook(answer.user));
+  } catch (error) {
+    showLoginError(error.message);
+    loginHooks.error?.(error.message);
+  }
+}
+
+async function logout() {
+  try {
+    const answer = await api("/api/v1/auth/logout", { method: "POST", headers: jsonHeaders(), body: "{}" });
+    if (answer?.csrf_token) document.querySelector('meta[name="csrf-token"]').content = answer.csrf_token;
+  } catch { /* already logged out */ }
+  window.location.reload();
+}
+
+if (byId("login-form")) {
+  byId("login-form").addEventListener("submit", submitLogin);
+  byId("login-open").addEventListener("click", () => (byId("login-form").classList.contains("d-none") ? openLogin() : closeLogin()));
+  byId("login-close").addEventListener("click", closeLogin);
+  byId("logout").addEventListener("click", logout);
+  fetch(`/api/v1/auth/me?lang=${pageLanguage}`).then((response) => response.json())
+    .then((me) => showUser(me.user)).catch(() => { /* offline: nobody is logged in here */ });
 }
