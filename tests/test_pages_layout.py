@@ -90,8 +90,10 @@ def open_page(page, base_url: str, path: str, lang: str, photo: bytes):
         page.wait_for_selector("body[data-state=done]", state="attached", timeout=TIMEOUT_MS)
         page.wait_for_selector("#diagnosis", timeout=TIMEOUT_MS)
     elif path == "/network":
-        page.wait_for_function("() => document.getElementById('network-status').textContent.includes(':')"
-                               " || document.querySelector('#network-graph details') !== null", timeout=TIMEOUT_MS)
+        # Done loading: the layers are drawn, or the status says why not (the loading text ends with "…").
+        page.wait_for_function("() => document.querySelector('#network-graph details') !== null"
+                               " || !document.getElementById('network-status').textContent.trim().endsWith('…')",
+                               timeout=TIMEOUT_MS)
     elif path == "/label":
         if page.locator("#workspace").is_hidden():
             page.wait_for_selector("#login-form:not(.d-none)", timeout=TIMEOUT_MS)  # /label opens the navbar login
