@@ -3,9 +3,10 @@
 - Integers are ASCII digits only (``str.isdigit`` also accepts "²" and "٣", which ``int`` then refuses),
   at most :data:`MAX_DIGITS` of them (Python refuses to convert very long digit strings) and in a range.
 - Every parameter value is at most :data:`MAX_LENGTH` characters.
-- JSON bodies: :class:`JSONProvider` is the app's JSON provider, so every ``request.get_json`` parses at
-  most ``JSON_MAX_BYTES`` (413) nested at most ``JSON_MAX_DEPTH`` deep (400); deeper input would
-  otherwise hit Python's recursion limit.
+- JSON bodies: :class:`Request` is the app's request class, so every ``request.get_json`` parses at most
+  ``JSON_MAX_BYTES`` (413) nested at most ``JSON_MAX_DEPTH`` deep (400); deeper input would otherwise hit
+  Python's recursion limit. (Only request bodies: the app's own JSON, and a test client's reading of
+  answers, are not limited.)
 - Multipart bodies: each part's headers are at most ``MAX_PART_HEADER_BYTES`` (413), checked before
   Werkzeug parses them (:class:`FormDataParser`).
 
@@ -14,12 +15,10 @@
 from __future__ import annotations
 
 import io
-import json
 import re
 
 import flask
 from flask import Flask, current_app, request
-from flask.json.provider import DefaultJSONProvider
 from werkzeug import formparser
 
 from app.errors import ApiError
@@ -92,23 +91,6 @@ def depth(value) -> int:
     return deepest
 
 
-class JSONProvider(DefaultJSONProvider):
-    """Flask's JSON provider with size and depth limits on parsing (``JSON_MAX_BYTES``, ``JSON_MAX_DEPTH``)."""
-
-    def loads(self, s: str | bytes, **kwargs):
-        config = self._app.config
-        if len(s) > config["JSON_MAX_BYTES"]:
-            raise ApiError(413, "json_too_large", limit_kb=config["JSON_MAX_BYTES"] // 1024)
-        try:
-            value = json.loads(s, **kwargs)
-        except RecursionError:
-            value = None
-        else:
-            if depth(value) <= config["JSON_MAX_DEPTH"]:
-                return value
-        raise ApiError(400, "json_too_deep", limit=config["JSON_MAX_DEPTH"])
-
-
 class FormDataParser(formparser.FormDataParser):
     """Werkzeug's form parser, refusing a multipart part whose headers are longer than
     ``MAX_PART_HEADER_BYTES`` before any is parsed. Werkzeug parses ``Content-Disposition`` parameters in
@@ -146,10 +128,25 @@ def check_part_headers(data: bytes, boundary: bytes, limit: int, max_parts: int)
 
 
 class Request(flask.Request):
+    """Flask's request with bounded bodies: multipart headers checked by :class:`FormDataParser`, JSON
+    parsed only up to ``JSON_MAX_BYTES`` (413) and ``JSON_MAX_DEPTH`` levels (400)."""
+
     form_data_parser_class = FormDataParser
+
+    def get_json(self, force: bool = False, silent: bool = False, cache: bool = True):
+        config = current_app.config
+        if len(self.get_data(cache=True)) > config["JSON_MAX_BYTES"]:
+            raise ApiError(413, "json_too_large", limit_kb=config["JSON_MAX_BYTES"] // 1024)
+        try:
+            value = super().get_json(force=force, silent=silent, cache=cache)
+        except RecursionError:
+            value = None
+        else:
+            if depth(value) <= config["JSON_MAX_DEPTH"]:
+                return value
+        raise ApiError(400, "json_too_deep", limit=config["JSON_MAX_DEPTH"])
 
 
 def init_app(app: Flask) -> None:
     """Strict JSON and multipart parsing for every request of ``app``."""
-    app.json = JSONProvider(app)
     app.request_class = Request
