@@ -106,7 +106,9 @@ class Analyzer:
         rule = self.model.card["anomaly"]["regions"]
         threshold = rule["threshold"]
         score = float(anomaly.region_scores(distances[None], rule["top_fraction"])[0])
-        unit = np.clip(anomaly.smooth(distances) / (2 * threshold), 0, 1)  # threshold: middle of the colours
+        smoothed = anomaly.smooth(distances)  # stretched to this image's own range: its most unusual places show
+        spread = float(smoothed.max() - smoothed.min())
+        unit = (smoothed - smoothed.min()) / spread if spread > 0 else np.zeros_like(smoothed)
         unusual = score > threshold
         return {"score": round(score, 4), "threshold": round(threshold, 4), "method": "padim",
                 "anomalous": unusual, "reason": translate(f"analysis.regions_{'yes' if unusual else 'no'}"),

@@ -5,10 +5,12 @@
 // and fall back to the cache; vendored files are cache-first. Model weights are not cached here: edge.js
 // keeps them in IndexedDB. Logging out (POST /api/v1/auth/logout, seen here) deletes every other cache and
 // anything non-public, including what older versions of this worker kept.
-const CACHE = "riim-shell-v3";
+const CACHE = "riim-shell-v4";
 const SHELL = [
   "/",
   "/static/css/app.css",
+  "/static/favicon.svg",
+  "/imagenet-labels.es.json",
   "/static/i18n/messages.json",
   "/static/js/i18n.js",
   "/static/js/offline.js",

@@ -283,41 +283,6 @@ const legendUrl = (() => {
   };
 })();
 
-// The colour index of each pixel of a map drawn in the shared colour map, back to [0, 1] (the PNG is lossless).
-const PALETTE = colourise(Float32Array.from({ length: 256 }, (_, i) => i / 255));
-function unitValues(rgba) {
-  const values = new Float32Array(rgba.length / 4);
-  for (let p = 0; p < values.length; p += 1) {
-    let best = 0;
-    let bestDistance = Infinity;
-    for (let c = 0; c < 256; c += 1) {
-      const d = (rgba[p * 4] - PALETTE[c * 4]) ** 2 + (rgba[p * 4 + 1] - PALETTE[c * 4 + 1]) ** 2 + (rgba[p * 4 + 2] - PALETTE[c * 4 + 2]) ** 2;
-      if (d < bestDistance) { bestDistance = d; best = c; if (d === 0) break; }
-    }
-    values[p] = best / 255;
-  }
-  return values;
-}
-
-// The server's unusual-regions heatmap (threshold in the middle of the colours, so a normal photo is an even
-// tint) stretched to this image's own range so its most unusual places stand out, drawn over the image.
-async function regionsMap(heatmapSrc, size) {
-  const image = new Image();
-  image.src = heatmapSrc;
-  await image.decode();
-  const canvas = element("canvas");
-  canvas.width = image.naturalWidth;
-  canvas.height = image.naturalHeight;
-  const context = canvas.getContext("2d");
-  context.drawImage(image, 0, 0);
-  const values = unitValues(context.getImageData(0, 0, canvas.width, canvas.height).data);
-  let low = Infinity;
-  let high = -Infinity;
-  values.forEach((v) => { low = Math.min(low, v); high = Math.max(high, v); });
-  const stretched = values.map((v) => (high > low ? (v - low) / (high - low) : 0));
-  return heatmapUrl(stretched, canvas.height, canvas.width, size);
-}
-
 async function showDetails(server, local, baseImage) {
   const names = await localNames();
   const tags = server?.tags || local?.tags || [];
@@ -340,7 +305,6 @@ async function showDetails(server, local, baseImage) {
   if (regions) {
     $("anomaly-base").src = baseImage || anomalies.unusual_regions.overlay || "";
     $("anomaly-heatmap").src = regions;
-    regionsMap(regions, 224).then((url) => { $("anomaly-heatmap").src = url; }).catch(() => {});
   }
   $("details").classList.remove("d-none");
 }
