@@ -228,8 +228,9 @@ def analysed(model, uploads: list[tuple[str, bytes]], explain_it: bool, anomalie
 @csrf.exempt
 @limiter.limit(lambda: current_app.config["RATE_LIMIT_PREDICT"])
 def predict():
-    """Classify one or several images (multipart field ``image``, repeatable) with the current version.
-    Each image is stored for the labelling loop unless ``store=0``."""
+    """Classify one or several images (multipart field ``image``, repeatable) with the current version of
+    ``model`` (default: the class model). Each image is stored for the labelling loop unless ``store=0``.
+    ``calibrated`` (model and every result) says whether "unknown" covers out-of-distribution images."""
     started = time.perf_counter()
     name = requested_model()
     wanted, allowed = flag("store", current_app.config["STORE_UPLOADS"]), may_store_uploads()
