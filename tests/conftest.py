@@ -241,6 +241,23 @@ def exported_registry(tmp_path_factory, default_registry):
     return registry
 
 
+@pytest.fixture(scope="session")
+def calibrated_registry(tmp_path_factory, exported_registry):
+    """A copy of ``exported_registry`` calibrated with `riim calibrate animals --copies 2` (the command a user
+    types), once per session: its card has the OOD rule, the browser files and the parity report."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    root = tmp_path_factory.mktemp("calibrated") / "store"
+    shutil.copytree(exported_registry.root, root)
+    result = CliRunner().invoke(main, ["calibrate", "animals", "--copies", "2", "--models-dir", str(root)])
+    assert result.exit_code == 0, result.output
+    return Registry(root)
+
+
 def serving_app(config: dict):
     """``create_app(config)`` then the start-up work a server does once (migrations, checks)."""
     application = create_app(config)

@@ -1,7 +1,6 @@
 """Anomaly detection on the real default model after `riim calibrate`: card, unknown answers, API, serving
 without scikit-learn/onnx, the estimators, and CutPaste localisation on real textures."""
 import io
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,24 +12,13 @@ from sklearn.datasets import load_digits
 
 from export.calibrate import MahalanobisOOD, auroc, threshold_at_tpr
 from models import card as cards
-from models.registry import Registry
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def calibrated(default_registry, tmp_path_factory):
-    """A copy of the default registry, calibrated with `riim calibrate animals --copies 2`."""
-    from click.testing import CliRunner
-
-    from cli.main import main
-
-    root = tmp_path_factory.mktemp("calibrated") / "store"
-    shutil.copytree(default_registry.root, root)
-    result = CliRunner().invoke(main, ["calibrate", "animals", "--copies", "2", "--models-dir", str(root)])
-    assert result.exit_code == 0, result.output
-    print(result.output)
-    return Registry(root)
+def calibrated(calibrated_registry):
+    return calibrated_registry
 
 
 @pytest.fixture

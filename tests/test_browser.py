@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from models.preprocess import load_image, to_model_pixels
-from tests.conftest import serving_app
 from tests.browser_support import ARTIFACTS, chromium, guard_loopback, live_server
+from tests.conftest import serving_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 TIMEOUT_MS = 60_000

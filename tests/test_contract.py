@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -26,19 +25,9 @@ pytestmark = pytest.mark.slow
 TOLERANCE = {"relative": 1e-5, "mahalanobis": 1e-4, "colour": 1}
 
 
-def calibrate_copy(source: Registry, root) -> Registry:
-    """A copy of ``source`` with its "animals" version calibrated (2 augmented copies per photo)."""
-    from export.calibrate import calibrate
-
-    shutil.copytree(source.root, root)
-    registry = Registry(root)
-    calibrate(registry, "animals", None, None, copies=2, echo=lambda message: None)
-    return registry
-
-
 @pytest.fixture(scope="module")
-def calibrated(default_registry, tmp_path_factory):
-    return calibrate_copy(default_registry, tmp_path_factory.mktemp("contract") / "store")
+def calibrated(calibrated_registry):
+    return calibrated_registry
 
 
 def floats(array) -> list[float]:

@@ -10,7 +10,7 @@ import pytest
 from tests.browser_support import chromium, guard_loopback, live_server
 from tests.conftest import serving_app
 from tests.test_browser import analyze, open_analyze
-from tests.test_contract import TOLERANCE, calibrate_copy, close, score_tolerance, write_golden
+from tests.test_contract import TOLERANCE, close, score_tolerance, write_golden
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -51,9 +51,9 @@ RUN_CONTRACT_JS = """async (golden) => {
 
 
 @pytest.fixture(scope="module")
-def calibrated_exported(exported_registry, tmp_path_factory):
-    """The exported default model (TF.js float16 + uint8), then calibrated: the OOD rule is in its card."""
-    return calibrate_copy(exported_registry, tmp_path_factory.mktemp("contract-browser") / "store")
+def calibrated_exported(calibrated_registry):
+    """The exported default model (TF.js float16 + uint8), calibrated: the OOD rule is in its card."""
+    return calibrated_registry
 
 
 @pytest.fixture(scope="module")
