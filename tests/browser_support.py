@@ -52,3 +52,11 @@ def guard_loopback(context) -> list[str]:
     context.route("**/*", check)
     return outside
 
+
+def page_errors(context) -> list[str]:
+    """Collect the page errors and Content-Security-Policy violations of ``context``; returns the list."""
+    errors: list[str] = []
+    context.on("weberror", lambda error: errors.append(str(error.error)))
+    context.on("console", lambda message: errors.append(message.text)
+               if "Content Security Policy" in message.text else None)
+    return errors

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from models.preprocess import load_image, to_model_pixels
-from tests.browser_support import ARTIFACTS, chromium, guard_loopback, live_server
+from tests.browser_support import ARTIFACTS, chromium, guard_loopback, live_server, page_errors
 from tests.conftest import serving_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -48,9 +48,7 @@ def context(browser):
     Content-Security-Policy violations fail the test."""
     context = browser.new_context(locale="es-ES", viewport={"width": 1280, "height": 900})
     outside = guard_loopback(context)
-    errors: list[str] = []
-    context.on("weberror", lambda error: errors.append(str(error.error)))
-    context.on("console", lambda message: errors.append(message.text) if "Content Security Policy" in message.text else None)
+    errors = page_errors(context)
     yield context
     context.close()
     assert outside == [], f"requests left 127.0.0.1: {outside}"

@@ -10,17 +10,16 @@ only), exports every format (TF.js for the browser) and calibrates: a few minute
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
-import signal
 import time
 
 import pytest
 
 from app.auth import create_user
-from tests.browser_support import ARTIFACTS, chromium, guard_loopback, live_server
+from tests.browser_support import ARTIFACTS, chromium, guard_loopback, live_server, page_errors
 from tests.conftest import ADMIN, serving_app
+from tests.support import kill_active_jobs
 from tests.test_jobs import TINY
 from tests.test_labelling import fashion_pngs
 
@@ -43,24 +42,13 @@ def class_app(tiny_registry, tmp_path, monkeypatch):
     with app.app_context():
         create_user(**ADMIN)
     yield app
-    from app.db import db
-    from app.jobs import ACTIVE, Job
-
-    with app.app_context():  # a failed test must not leave a trainer running
-        for job in db.session.scalars(db.select(Job).where(Job.state.in_(ACTIVE), Job.pid.is_not(None))):
-            try:
-                os.killpg(job.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    kill_active_jobs(app)
 
 
 def new_context(browser, locale: str):
     context = browser.new_context(locale=locale, viewport={"width": 1366, "height": 1000})
     outside = guard_loopback(context)
-    errors: list[str] = []
-    context.on("weberror", lambda error: errors.append(str(error.error)))
-    context.on("console", lambda message: errors.append(message.text)
-               if "Content Security Policy" in message.text else None)
+    errors = page_errors(context)
     return context, outside, errors
 
 

@@ -37,6 +37,7 @@ def decode_data_url(url: str) -> Image.Image:
 def test_cam_from_onnx_matches_tensorflow_gradcam(default_registry, photos, photo, target):
     """Grad-CAM (gradients by TensorFlow on model.keras) of the same score equals the numpy CAM."""
     import onnxruntime as ort
+
     from training.tf import keras, tf
 
     card = default_registry.card("animals")

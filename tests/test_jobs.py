@@ -9,13 +9,12 @@ import signal
 
 import pytest
 
-from app.jobs import ACTIVE
-from app.jobs import more_needed
+from app.jobs import ACTIVE, more_needed
 from cli.job_driver import better
 from models.metrics import summary, wilson_interval
 from models.registry import Registry
 from tests.conftest import ADMIN, serving_app
-from tests.support import wait_until
+from tests.support import kill_active_jobs, wait_until
 from tests.test_labelling import fashion_pngs, upload
 
 API = "/api/v1/labelling"
@@ -64,15 +63,7 @@ def job_app(tiny_registry, tmp_path, monkeypatch):
     app = serving_app(settings)
     app.settings = settings
     yield app
-    from app.db import db
-    from app.jobs import ACTIVE, Job
-
-    with app.app_context():  # a failed test must not leave a trainer running
-        for job in db.session.scalars(db.select(Job).where(Job.state.in_(ACTIVE), Job.pid.is_not(None))):
-            try:
-                os.killpg(job.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    kill_active_jobs(app)
 
 
 def login(app):

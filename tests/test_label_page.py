@@ -18,7 +18,7 @@ from app.auth import create_user
 from app.db import db
 from app.labelling import Label
 from app.tokens import create_token
-from tests.browser_support import ARTIFACTS, chromium, guard_loopback, live_server
+from tests.browser_support import ARTIFACTS, chromium, guard_loopback, live_server, page_errors
 from tests.conftest import ADMIN
 from tests.support import wait_until
 
@@ -58,10 +58,7 @@ def test_login_create_project_and_label_with_the_keyboard(app, photos):
         with chromium() as browser:
             context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 1000})
             outside = guard_loopback(context)
-            errors: list[str] = []
-            context.on("weberror", lambda error: errors.append(str(error.error)))
-            context.on("console", lambda message: errors.append(message.text)
-                       if "Content Security Policy" in message.text else None)
+            errors = page_errors(context)
             try:
                 page = context.new_page()
                 page.goto(base_url + "/label?lang=en")

@@ -20,7 +20,7 @@ from app.auth import create_user
 from app.i18n import CATALOGUE
 from models.registry import Registry
 from tests import tiny_model
-from tests.browser_support import ARTIFACTS, chromium, guard_loopback, live_server
+from tests.browser_support import ARTIFACTS, chromium, guard_loopback, live_server, page_errors
 from tests.conftest import ADMIN
 
 pytestmark = pytest.mark.browser
@@ -127,10 +127,7 @@ def test_every_page_fits_and_shows_no_keys(app, photos):
                     context = browser.new_context(viewport={"width": width, "height": 900},
                                                   locale="es-ES" if lang == "es" else "en-US")
                     outside = guard_loopback(context)
-                    errors: list[str] = []
-                    context.on("weberror", lambda error: errors.append(str(error.error)))
-                    context.on("console", lambda message: errors.append(message.text)
-                               if "Content Security Policy" in message.text else None)
+                    errors = page_errors(context)
                     try:
                         page = context.new_page()
                         # The navbar's login button opens the login form on a page that has no form of its own.

@@ -11,8 +11,8 @@ from flask import Flask
 from PIL import Image
 
 from app import params
-from app.errors import ApiError
 from app.db import db
+from app.errors import ApiError
 from app.labelling import Project
 from tests.conftest import ADMIN
 from tests.test_hostile import encode, image_part, post

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import stat
-from pathlib import Path
 
 import pytest
 from flask import Flask
