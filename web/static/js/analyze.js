@@ -46,7 +46,7 @@ async function prepareEdge(format, name = modelName) {
     status.dataset.loadMs = loaded.loadMs.toFixed(1);
   } catch (error) {
     if (name !== modelName) return edge;
-    status.textContent = t("edge.unavailable", { reason: error.message });
+    status.textContent = t("edge.unavailable", { reason: error.key ? t(error.key) : error.message });
     status.dataset.state = "unavailable";
   }
   return edge;
@@ -357,7 +357,7 @@ async function analyze(blob, filename = "image") {
     showUnavailable($("server-result"), server.reason.message.includes("fetch") ? t("compare.offline") : server.reason.message);
   }
   if (edgeResult) showPanel($("edge-result"), edgeResult, edgeResult.timings.total_ms, edge.format);
-  else showUnavailable($("edge-result"), local.reason.message);
+  else showUnavailable($("edge-result"), local.reason.key ? t("edge.unavailable", { reason: t(local.reason.key) }) : local.reason.message);
   if (!serverResult && !edgeResult) showError(server.reason.message);
   $("disagreement").classList.toggle("d-none", !(serverResult && edgeResult && serverResult.label !== edgeResult.label));
 

@@ -189,7 +189,7 @@ export async function loadEdgeModel(name, format = DEFAULT_FORMAT, onProgress = 
   const backend = await wasmBackend();
   const { version, card, tags, online } = await currentVersion(name);
   const formats = tfjsFormats(card);
-  if (!formats.length) throw new Error("no TF.js export");
+  if (!formats.length) throw Object.assign(new Error("no TF.js export"), { key: "edge.no_tfjs" });
   const fmt = formats.includes(format) ? format : formats[0];
   const key = `indexeddb://riim-${name}-${version}-${fmt}`;
   const started = performance.now();

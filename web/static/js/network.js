@@ -175,7 +175,7 @@ async function showModel(name) {
     drawGraph(graphLayers(edge.model, edge.card));
     await showMaps();
   } catch (error) {
-    if (name === modelName) $("network-status").textContent = t("edge.unavailable", { reason: error.message });
+    if (name === modelName) $("network-status").textContent = t("edge.unavailable", { reason: error.key ? t(error.key) : error.message });
   }
 }
 
