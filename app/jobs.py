@@ -64,6 +64,7 @@ START_TOLERANCE = 0.05  # seconds; psutil start times have the kernel's clock-ti
 DRIVER_FILE = "driver.json"  # the driver's pid and start time
 KEEP_FILES = ("log.txt", "progress.json", "stages.json", "job.json", "config.json", DRIVER_FILE)  # after retention
 LOG_TAIL = 20_000  # characters of the log returned by the API
+MAX_ID = 2**63 - 1  # the largest SQLite integer: a larger job id in a URL is a 404
 DRIVER = "cli.job_driver"  # run as ``python -m DRIVER <job folder>``; the web process never imports it
 
 
@@ -443,7 +444,8 @@ def cancel(job: Job) -> Job:
 # --- routes ------------------------------------------------------------------------------------------
 
 def get_or_404(job_id: int) -> Job:
-    job = db.session.get(Job, job_id)
+    # The URL's <int:> takes any number of digits; SQLite integers stop at 2**63 - 1 (OverflowError, a 500).
+    job = db.session.get(Job, job_id) if job_id <= MAX_ID else None
     if job is None:
         raise ApiError(404, "unknown_job", id=job_id)
     return refresh(job)
