@@ -57,7 +57,7 @@ def test_chelsea_is_a_cat_with_cat_tags(real_client, photos):
     (result,) = body["results"]
     assert result["label"] == "cat" and not result["unknown"] and result["confidence"] > 0.8
     assert len(result["tags"]) == 5 and any(tag["index"] in CAT_CLASSES for tag in result["tags"][:3])
-    assert body["model"] == {"name": "animals", "version": "v1", "format": "onnx"}
+    assert body["model"] == {"name": "animals", "version": "v1", "format": "onnx", "calibrated": False}
     assert body["timings"]["inference_ms"] > 0 and body["timings"]["total_ms"] >= body["timings"]["inference_ms"]
 
 

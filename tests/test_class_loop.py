@@ -153,7 +153,7 @@ def test_teacher_trains_and_publishes_then_a_student_uses_the_new_model(class_ap
         page.wait_for_selector("#class-default-box:not(.d-none)", timeout=TIMEOUT_MS)
         page.select_option("#model-select", "ropa")
         page.click("#class-default")
-        page.wait_for_function("document.getElementById('class-default-status').textContent.includes('ropa')",
+        page.wait_for_function("() => document.getElementById('class-default-status').textContent.includes('ropa')",
                                timeout=TIMEOUT_MS)
         assert page.request.get(base + "/api/v1/class-model").json()["model"] == "ropa"
         teacher.close()
