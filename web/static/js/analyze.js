@@ -28,6 +28,9 @@ function setProgress(fraction) {
   box.firstElementChild.style.width = `${fraction * 100}%`;
 }
 
+// A TF.js format id ("tfjs", "tfjs_uint8") as the variant the page offers ("float16", "uint8").
+const variantText = (format) => tOr(`edge.variant_${format}`, format);
+
 // The browser model of the chosen model (NAME); a load overtaken by another choice is dropped.
 async function prepareEdge(format, name = modelName) {
   const status = $("edge-status");
@@ -39,7 +42,7 @@ async function prepareEdge(format, name = modelName) {
     if (name !== modelName) return edge;
     edge = loaded;
     status.textContent = t(loaded.source === "cache" ? "edge.ready_cache" : "edge.ready_network", {
-      version: `${loaded.name} ${loaded.version}`, format: loaded.format, backend: loaded.backend,
+      version: `${loaded.name} ${loaded.version}`, format: variantText(loaded.format), backend: loaded.backend,
       seconds: (loaded.loadMs / 1000).toFixed(2) });
     status.dataset.state = "ready";
     status.dataset.source = loaded.source;
@@ -244,6 +247,9 @@ function anomalyItems(anomalies) {
     const name = tOr(`anomaly.${kind}`, kind);
     const available = verdict.available !== false;
     const reasons = (verdict.checks || []).filter((check) => check.flagged).map((check) => check.reason);
+    if (kind === "unusual_regions" && !verdict.anomalous && anomalies.out_of_distribution?.anomalous) {
+      reasons.push(t("anomaly.regions_whole_image"));
+    }
     const typical = kind === "out_of_distribution" || kind === "unusual_regions";
     const badge = !available ? ["text-bg-secondary", t("anomaly.unavailable")]
       : verdict.anomalous ? ["text-bg-danger", t(typical ? "anomaly.unusual" : "anomaly.flagged")]
@@ -253,7 +259,8 @@ function anomalyItems(anomalies) {
       element("span", { text: [verdict.reason, ...reasons].filter(Boolean).map((part) => ` — ${part}`).join("") }));
     if ("score" in verdict) {
       const scoreText = t("anomaly.score_hover", { score: formatNumber(Number(verdict.score), { maximumFractionDigits: 3 }),
-        threshold: formatNumber(Number(verdict.threshold), { maximumFractionDigits: 3 }), method: verdict.method || "" });
+        threshold: formatNumber(Number(verdict.threshold), { maximumFractionDigits: 3 }),
+        method: verdict.method ? tOr(`anomaly.method_${verdict.method}`, verdict.method) : "" });
       item.title = scoreText;
       item.append(why(`${t(`anomaly.why_${kind}`)} ${scoreText}`));
     } else if (kind === "quality") item.append(why(t("anomaly.why_quality")));
@@ -309,11 +316,17 @@ async function showDetails(server, local, baseImage) {
   $("details").classList.remove("d-none");
 }
 
+// Rows in the order of the work (decode → preprocess → inference → CAM/analysis → total → round trip).
+const TIMING_ORDER = ["decode_ms", "preprocess_ms", "inference_ms", "cam_ms", "analysis_ms", "total_ms", "round_trip_ms"];
+const timingRank = (key) => (TIMING_ORDER.includes(key) ? TIMING_ORDER.indexOf(key) : TIMING_ORDER.length - 2);
+
 function showTimings(server, serverMs, local) {
-  const rows = { round_trip_ms: [serverMs, null] };
+  const rows = {};
   Object.entries(server?.timings || {}).forEach(([key, value]) => { rows[key] = [value, null]; });
   Object.entries(local?.timings || {}).forEach(([key, value]) => { rows[key] = [rows[key]?.[0] ?? null, value]; });
-  $("timings").tBodies[0].replaceChildren(...Object.entries(rows).map(([key, [s, e]]) => element("tr", {},
+  if (serverMs != null) rows.round_trip_ms = [serverMs, null];
+  const ordered = Object.entries(rows).sort(([a], [b]) => timingRank(a) - timingRank(b));
+  $("timings").tBodies[0].replaceChildren(...ordered.map(([key, [s, e]]) => element("tr", {},
     element("th", { text: t(`timings.${key}`) === `timings.${key}` ? key : t(`timings.${key}`), attrs: { scope: "row" } }),
     element("td", { text: s == null ? "—" : ms(s) }), element("td", { text: e == null ? "—" : ms(e) }))));
 }
@@ -356,7 +369,7 @@ async function analyze(blob, filename = "image") {
   } else {
     showUnavailable($("server-result"), server.reason.message.includes("fetch") ? t("compare.offline") : server.reason.message);
   }
-  if (edgeResult) showPanel($("edge-result"), edgeResult, edgeResult.timings.total_ms, edge.format);
+  if (edgeResult) showPanel($("edge-result"), edgeResult, edgeResult.timings.total_ms, `${edge.name} ${edge.version} · ${variantText(edge.format)}`);
   else showUnavailable($("edge-result"), local.reason.key ? t("edge.unavailable", { reason: t(local.reason.key) }) : local.reason.message);
   if (!serverResult && !edgeResult) showError(server.reason.message);
   $("disagreement").classList.toggle("d-none", !(serverResult && edgeResult && serverResult.label !== edgeResult.label));
@@ -398,6 +411,7 @@ async function explainAnswer(blob, serverResult, serverModel, edgeResult) {
   if (!result) return;
   const model = serverResult ? serverModel : edgeModel;
   const card = await cardFor(model.name, model.version);
+  $("cam-crop").textContent = card?.input?.size ? t("cam.crop_note", { size: card.input.size }) : "";
   const target = serverResult?.explanation?.class ?? max(result.probabilities);
   const targetName = typeof target === "string" ? labelText(target) : `ImageNet #${target.imagenet_index}`;
   $("cam-target").textContent = t(result.unknown ? "cam.target_unknown" : "cam.target",

@@ -2,7 +2,7 @@
 // k-means groups for bulk labelling, CSV/JSON export/import, and training jobs with live progress and
 // the held-out before/after table (admin API; the CSRF token comes from the meta tag).
 import { t } from "./i18n.js";
-import { api, bindLogin, element, jsonHeaders, labelText, openLogin, percent, table } from "./render.js";
+import { api, bindLogin, element, jsonHeaders, labelText, openLogin, percent, table, tOr, why } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
 const LABELLING = "/api/v1/labelling/projects";
@@ -41,8 +41,16 @@ function fillPredictedOptions() {
     .map((value) => element("option", { attrs: { value } }))));
 }
 
+// A class as the page names it: "gato (cat)" in Spanish, "cat" in English (as on the class buttons).
+const classText = (name) => (labelText(name) === name ? name : `${labelText(name)} (${name})`);
+
+// Every class of the project has its row, 0 / 0 before anything is labelled (no empty table).
 function showCounts(counts) {
-  const rows = Object.entries(counts.classes).map(([label, c]) => [label, String(c.train), String(c.holdout)]);
+  const names = [...new Set([...(project?.classes || []), ...Object.keys(counts.classes)])];
+  const rows = names.map((label) => {
+    const c = counts.classes[label] || { train: 0, holdout: 0 };
+    return [classText(label), String(c.train), String(c.holdout)];
+  });
   $("counts").replaceChildren(table([[t("labelling.count_class"), t("labelling.count_train"), t("labelling.count_holdout")], ...rows]));
 }
 
@@ -84,18 +92,25 @@ async function show(i) {
   $("current-image").src = `/api/v1/uploads/${item.sha256}`;
   $("current-image").dataset.sha256 = item.sha256;
   const p = item.prediction;
-  $("current-prediction").textContent = p ? t("labelling.prediction", { model: p.model, version: p.version, label: labelText(p.label),
-    confidence: percent(p.confidence), uncertainty: percent(item.uncertainty) }) : t("labelling.no_prediction");
+  const best = p?.probabilities && Object.keys(p.probabilities).length
+    ? Object.entries(p.probabilities).reduce((a, b) => (b[1] > a[1] ? b : a))[0] : null;
+  const said = { model: p?.model, version: p?.version, label: labelText(p?.label), best: labelText(best),
+    confidence: percent(p?.confidence ?? 0), uncertainty: percent(item.uncertainty ?? 0) };
+  $("current-prediction").replaceChildren(...(p ? [t(p.unknown && best ? "labelling.prediction_unknown" : "labelling.prediction", said),
+    why(t("labelling.uncertainty_why"))] : [t("labelling.no_prediction")]));
   $("class-buttons").replaceChildren(...project.classes.map((name, k) => {
-    const shown = labelText(name) === name ? name : `${labelText(name)} (${name})`;
-    const button = element("button", { className: "btn btn-outline-primary", text: k < 9 ? `${k + 1} · ${shown}` : shown, attrs: { type: "button", "data-class": name } });
+    const shown = classText(name);
+    const chosen = item.label?.label === name;  // in the "labelled" view, the class it already has is the filled button
+    const button = element("button", { className: `btn ${chosen ? "btn-primary" : "btn-outline-primary"}`, text: k < 9 ? `${k + 1} · ${shown}` : shown,
+      attrs: { type: "button", "data-class": name, "aria-pressed": String(chosen) } });
     button.addEventListener("click", () => label({ label: name }));
     return button;
   }));
   const history = await api(projectUrl(`/labels/${item.sha256}/history`));
   $("history-block").classList.toggle("d-none", !history.history.length);
   $("history").replaceChildren(...history.history.map((row) => element("li", { text: t("labelling.history_row", {
-    created: row.created.replace("T", " ").slice(0, 19), user: row.user, what: row.label || row.status }) })));
+    created: row.created.replace("T", " ").slice(0, 19), user: row.user,
+    what: row.label ? classText(row.label) : tOr(`labelling.did_${row.status}`, row.status) }) })));
 }
 
 async function label(decision) {

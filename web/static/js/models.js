@@ -10,9 +10,17 @@ const Chart = globalThis.Chart;
 let models = null;
 let charts = [];
 
+// Tiny values read "< 0,001" (not "2.7e-6", which a student cannot read and which ignores the page's language).
 const decimal = (value, digits = 3) => (typeof value === "number"
-  ? (Math.abs(value) < 1e-3 && value !== 0 ? value.toExponential(1) : formatNumber(value, { maximumFractionDigits: digits }))
+  ? (Math.abs(value) < 10 ** -digits && value !== 0
+    ? t("models.below", { value: formatNumber(10 ** -digits, { maximumFractionDigits: digits }) })
+    : formatNumber(value, { maximumFractionDigits: digits }))
   : String(value ?? "—"));
+/** The parity report's runtime ("tfjs 4.22.0 wasm in Chromium") in the page's language. */
+function runtimeText(runtime) {
+  const where = /^(.*) in (\S+)$/.exec(runtime || "");
+  return where ? t("models.runtime_in", { runtime: where[1], browser: where[2] }) : runtime || "—";
+}
 const scrolling = (node) => element("div", { className: "table-responsive" }, node);  // wide tables scroll, not the page
 const bytes = (n) => `${formatNumber(n / 2 ** 20, { minimumFractionDigits: 1, maximumFractionDigits: 1 })} MB`;
 
@@ -194,7 +202,7 @@ function formats(card) {
       const row = report[fmt] || {};
       const latency = Object.entries(row.latency_ms || {}).map(([setting, p]) => `${settingText(setting)}: ${decimal(p.p50, 1)} / ${decimal(p.p95, 1)}`);
       return [element("span", {}, element("code", { text: fmt }), element("span", { className: "small text-body-secondary d-block", text: tOr(`models.format_${fmt}`, "") })),
-        row.runtime || "—", bytes(entry.bytes),
+        runtimeText(row.runtime), bytes(entry.bytes),
         row.top1_agreement === undefined ? "—" : percent(row.top1_agreement),
         row.max_abs_dp === undefined ? "—" : decimal(row.max_abs_dp),
         row.accuracy == null ? "—" : percent(row.accuracy), latency.join(" · ") || "—"];
@@ -202,7 +210,7 @@ function formats(card) {
   const head = [t("models.format"), t("models.runtime"), t("models.size"), t("models.agreement"), t("models.max_dp"),
     checked ? t("models.accuracy_check", { n: checked }) : t("models.accuracy_check_none"), t("models.latency")];
   return element("div", {}, element("div", { className: "table-responsive" }, table([head, ...rows], "table table-sm align-middle")),
-    why(checked ? t("models.formats_why", { n: checked }) : t("models.formats_not_checked")));
+    why(checked ? `${t("models.formats_why", { n: checked })} ${t("models.latency_why")}` : t("models.formats_not_checked")));
 }
 
 function pruning(card) {
