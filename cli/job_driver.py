@@ -81,9 +81,12 @@ def better(result: dict) -> bool:
             and (new["accuracy"], new["macro_f1"]) > (old["accuracy"], old["macro_f1"]))
 
 
-# Lines a child prints as it goes, counted as the steps of its stage (export: 7 formats + held-out images
+# What a job exports: what the class uses (int8 serving when configured, TF.js float16 for the browser);
+# `riim export` adds the other formats later when asked.
+EXPORT_FORMATS = ("onnx_int8", "tfjs")
+# Lines a child prints as it goes, counted as the steps of its stage (export: held-out images + each format
 # + parity; calibration: graph, network run, fit, thresholds).
-STEP_LINES = {"export": (re.compile(r": (preparing|exporting|parity on) "), 8),
+STEP_LINES = {"export": (re.compile(r": (preparing|exporting|parity on) "), 2 + len(EXPORT_FORMATS)),
               "calibrate": (re.compile(r"^(describing|running the network|fitting on|OOD AUROC)"), 4)}
 HISTORY_JOBS = 5  # the expected duration of a stage: the median over the last successful jobs
 
@@ -168,7 +171,8 @@ class Driver:
         if spec["export"]:
             self.begin("export")
             code = self.riim("export", f"{name}:{version}", "--models-dir", spec["models_dir"], "--data",
-                             str(self.dir / "data"), "--repeats", str(spec["export_repeats"]), stage="export")
+                             str(self.dir / "data"), "--repeats", str(spec["export_repeats"]),
+                             "--formats", ",".join(EXPORT_FORMATS), stage="export")
             if code != 0:
                 self.fail(f"riim export ended with exit code {code}; {name}:{version} stays unpromoted")
             self.end("export")

@@ -52,17 +52,22 @@ def _write(fmt: str, model, directory: Path, files: dict[str, Path], calibration
 
 
 def export_version(registry: Registry, name: str, version: str | None = None, data_dir=None,
-                   repeats: int = 30, log=print) -> dict:
-    """Export ``name:version`` (current by default) to every format, measure parity, update the card.
+                   repeats: int = 30, log=print, formats=None) -> dict:
+    """Export ``name:version`` (current by default) to every format (or only ``formats``; ONNX fp32 always),
+    measure parity, update the card.
 
     ``data_dir``: the image folder the version was trained on (its test split joins the evaluation and
     its training split calibrates int8); without it, real photos are used for both (disjoint sets).
     Returns the new card.
     """
+    unknown = sorted(set(formats or ()) - set(FORMATS))
+    if unknown:
+        raise ValueError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
     version = registry.resolve(name, version)
     card = registry.card(name, version)
     model = load_keras(registry.file(name, version, "keras"))
-    wanted = [fmt for fmt in FORMATS if fmt != "tflite_qat" or "qat_keras" in card["files"]]
+    wanted = [fmt for fmt in FORMATS if (formats is None or fmt in formats or fmt == "onnx")
+              and (fmt != "tflite_qat" or "qat_keras" in card["files"])]
     qat_path = registry.file(name, version, "qat_keras") if "tflite_qat" in wanted else None
     log(f"{name}:{version}: preparing held-out and calibration images")
     images = heldout.evaluation_set(card, data_dir)

@@ -115,6 +115,16 @@ def test_re_export_reuses_files_and_versions_stay_immutable(exported_registry, t
     assert not list(registry.path("animals").glob(".amend-*"))
 
 
+def test_only_the_asked_formats_are_exported_and_the_rest_can_follow(default_registry, tmp_path):
+    registry = Registry(tmp_path / "store")
+    shutil.copytree(default_registry.root, registry.root)
+    with pytest.raises(ValueError, match="unknown format"):
+        export_version(registry, "animals", formats=["onnx_int4"], log=lambda message: None)
+    card = export_version(registry, "animals", repeats=3, formats=["onnx_int8"], log=lambda message: None)
+    assert set(card["files"]) & set(FORMATS) == {"onnx", "onnx_int8"}
+    assert set(card["parity"]["report"]["formats"]) == {"keras", "onnx", "onnx_int8"}
+
+
 def test_corrupted_export_is_refused(exported_registry, tmp_path):
     registry = Registry(tmp_path / "store")
     shutil.copytree(exported_registry.root, registry.root)
