@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import api, auth, db, errors, i18n, inference, jobs, labelling, pages, security, storage
+from app import api, auth, db, errors, i18n, inference, jobs, labelling, pages, params, security, storage
 from app.config import CONFIGS, env_overrides
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -43,6 +43,7 @@ def create_app(config: str | dict | None = None) -> Flask:
 
     i18n.init_app(app)
     errors.init_app(app)
+    params.init_app(app)  # JSON and multipart bodies parsed with size and depth limits
     db.init_app(app)
     security.init_app(app)
     auth.init_app(app)

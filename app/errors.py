@@ -27,9 +27,6 @@ def error_response(error: ApiError):
 
 
 def init_app(app: Flask) -> None:
-    from app import params  # it raises this module's ApiError
-
-    params.init_app(app)  # JSON and multipart bodies parsed with size and depth limits
     app.register_error_handler(ApiError, error_response)
 
     @app.errorhandler(RequestEntityTooLarge)

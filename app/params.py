@@ -10,7 +10,7 @@
 - Multipart bodies: each part's headers are at most ``MAX_PART_HEADER_BYTES`` (413), checked before
   Werkzeug parses them (:class:`FormDataParser`).
 
-:func:`init_app` (called by :func:`app.errors.init_app`) installs both.
+:func:`init_app` (called by :func:`app.create_app`) installs both.
 """
 from __future__ import annotations
 
