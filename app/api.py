@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 import time
 from importlib import metadata
@@ -15,8 +14,8 @@ from app import analysis, device, map_images, network, params, storage
 from app.auth import admin_required, current_user
 from app.db import Prediction, db
 from app.errors import ApiError
-from app.inference import model_cache
 from app.i18n import translate
+from app.inference import model_cache
 from app.security import csrf, limiter
 from app.tokens import may_store_uploads
 from models import atomic
@@ -67,10 +66,8 @@ def servable(name) -> bool:
 
 def class_model() -> str:
     """The model the teacher set for the class (when it still has a promoted version), else DEFAULT_MODEL."""
-    try:
-        stored = json.loads((Path(current_app.instance_path) / CLASS_MODEL_FILE).read_text()).get("model")
-    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
-        stored = None
+    record = atomic.read_json(Path(current_app.instance_path) / CLASS_MODEL_FILE)
+    stored = record.get("model") if isinstance(record, dict) else None
     return stored if servable(stored) else current_app.config["DEFAULT_MODEL"]
 
 

@@ -98,15 +98,8 @@ class Job(db.Model):
                 "created": stamp(self.created), "started": stamp(self.started), "finished": stamp(self.finished),
                 "options": self.options, "parent_version": self.parent_version, "version": self.version,
                 "promoted": self.promoted, "result": self.result, "error": self.error,
-                "progress": read_json(Path(self.directory) / "progress.json"),
+                "progress": atomic.read_json(Path(self.directory) / "progress.json"),
                 **stage_view(Path(self.directory), self.options or {}, self.state)}
-
-
-def read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
 
 
 # --- processes ---------------------------------------------------------------------------------------
@@ -120,7 +113,7 @@ def record_driver(directory: Path, process: psutil.Process) -> float:
 
 def driver_start(job: Job) -> float | None:
     """The start time recorded for the job's driver, if it is recorded for this pid."""
-    record = read_json(Path(job.directory) / DRIVER_FILE) if job.pid and job.directory else None
+    record = atomic.read_json(Path(job.directory) / DRIVER_FILE) if job.pid and job.directory else None
     if not record or record.get("pid") != job.pid or not isinstance(record.get("create_time"), (int, float)):
         return None
     return float(record["create_time"])
@@ -318,8 +311,8 @@ def stage_view(directory: Path, options: dict, state: str) -> dict:
     ETAs are real: a training stage extrapolates its epochs (or images); a driver stage uses how long the
     same stage took in the previous jobs (``expected``), else the pace of its steps; an overrun gives no
     ETA (None) rather than "0 s". ``eta_seconds`` (whole job) is set only when every stage left has one."""
-    progress = read_json(directory / "progress.json") or {}
-    driver = read_json(directory / STAGE_FILE) or {}
+    progress = atomic.read_json(directory / "progress.json") or {}
+    driver = atomic.read_json(directory / STAGE_FILE) or {}
     expected = driver.get("expected", {})
     done: dict[str, float] = {}
     for entry in progress.get("stages", []):

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, select, update
 from sqlalchemy.orm import Session
 
 from app.inference import LoadedModel
-from app.jobs import ACTIVE, STAGE_FILE, Job, now, read_json, stage_view
+from app.jobs import ACTIVE, STAGE_FILE, Job, now, stage_view
 from models import atomic, metrics
 from models.preprocess import load_image, preprocess_batch
 from models.registry import Registry
@@ -163,7 +163,7 @@ class Driver:
                          str(self.dir / "config.json"), "--models-dir", spec["models_dir"], "--work-dir",
                          str(self.dir / "work"), "--progress-file", str(self.dir / "progress.json"), "--no-promote",
                          "--log-json")
-        progress = read_json(self.dir / "progress.json") or {}
+        progress = atomic.read_json(self.dir / "progress.json") or {}
         if code != 0 or progress.get("state") != "done":
             self.fail(progress.get("error") or f"riim train ended with exit code {code}")
         version = progress["version"]

@@ -1,6 +1,6 @@
 """Atomic file writes, the one way RIIM replaces a file: readers see the old content or the new one, never
 a part of it, also after a crash (write a temporary file in the same folder, fsync, ``os.replace``, fsync
-the folder)."""
+the folder); and the matching reader of a JSON file that may not exist yet."""
 from __future__ import annotations
 
 import contextlib
@@ -42,3 +42,11 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 def write_json(path: Path, data) -> None:
     write_bytes(path, json.dumps(data, indent=2, ensure_ascii=False).encode())
+
+
+def read_json(path: Path):
+    """The JSON in ``path``, or None when the file does not exist (yet) or is not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None

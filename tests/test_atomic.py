@@ -22,3 +22,12 @@ def test_a_failed_write_keeps_the_old_content_and_no_temporary_file(tmp_path):
             temp.write_bytes(b"half")
             raise RuntimeError("crash while writing")
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["model.weights.h5"]
+
+
+def test_read_json_is_none_for_a_missing_or_broken_file(tmp_path):
+    path = tmp_path / "progress.json"
+    assert atomic.read_json(path) is None
+    path.write_text("{not json")
+    assert atomic.read_json(path) is None
+    atomic.write_json(path, {"epoch": 3})
+    assert atomic.read_json(path) == {"epoch": 3}
