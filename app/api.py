@@ -19,6 +19,7 @@ from app.inference import model_cache
 from app.security import csrf, limiter
 from app.tokens import may_store_uploads
 from models import atomic
+from models.card import IMAGE_TASK
 from models.preprocess import ImageDecodeError, ImageTooLargeError, load_image, open_image, preprocess
 from models.registry import CorruptModelError, RegistryError, sha256_file
 
@@ -59,9 +60,9 @@ CLASS_MODEL_FILE = "class_model.json"  # in the instance folder: {"model", "user
 
 
 def servable(name) -> bool:
-    """Whether ``name`` is a registry model with a promoted (current) version."""
+    """Whether ``name`` is an image classifier of the registry with a promoted (current) version."""
     registry = model_cache().registry
-    return isinstance(name, str) and name in registry.models() and registry.current(name) is not None
+    return isinstance(name, str) and name in registry.models(IMAGE_TASK) and registry.current(name) is not None
 
 
 def class_model() -> str:
@@ -111,7 +112,7 @@ def set_class_model():
 def model_info():
     registry = model_cache().registry
     models = []
-    for name in registry.models():
+    for name in registry.models(IMAGE_TASK):
         current = registry.current(name)
         card = registry.card(name, current) if current else None
         models.append({"name": name, "current": current, "versions": registry.versions(name),

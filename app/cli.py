@@ -32,7 +32,8 @@ def list_models(models_dir):
         click.echo(f"no models in {models_dir} — run `riim models default`")
     for name in names:
         current = registry.current(name)
-        click.echo(f"{name}: " + " ".join(f"{v}*" if v == current else v for v in registry.versions(name)))
+        click.echo(f"{name} ({registry.task(name)}): "
+                   + " ".join(f"{v}*" if v == current else v for v in registry.versions(name)))
 
 
 @models.command("show")

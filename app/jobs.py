@@ -55,6 +55,7 @@ from app.errors import ApiError
 from app.i18n import translate
 from app.inference import model_cache
 from models import atomic
+from models.card import IMAGE_TASK
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
 ACTIVE = ("queued", "running")
@@ -384,7 +385,7 @@ def start(project: str) -> Job:
         raise ApiError(409, "job_running")
     options = _options()
     registry = model_cache().registry
-    parent = registry.current(project) if project in registry.models() else None
+    parent = registry.current(project) if project in registry.models(IMAGE_TASK) else None
     job = Job(project=project, state="queued", user=current_user().username, created=now(), directory="",
               options=options, parent_version=parent)
     db.session.add(job)

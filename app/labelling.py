@@ -33,6 +33,7 @@ from app.auth import admin_required, current_user
 from app.db import Prediction, db
 from app.errors import ApiError
 from app.inference import model_cache
+from models.card import IMAGE_TASK
 from models.preprocess import load_image, preprocess_batch
 from models.registry import RegistryError
 
@@ -303,7 +304,8 @@ def counts(project: str) -> dict:
 
 def embeddings(shas: list[str], project: str) -> np.ndarray:
     """(len(shas), d) float32 embeddings by the project's served model (else the default), stored once."""
-    name = project if project in model_cache().registry.models() and model_cache().registry.current(project) else \
+    registry = model_cache().registry
+    name = project if project in registry.models(IMAGE_TASK) and registry.current(project) else \
         current_app.config["DEFAULT_MODEL"]
     try:
         model = model_cache().get(name)
@@ -408,7 +410,7 @@ def _json_body() -> dict:
 def list_projects():
     """Projects, plus registry models that could become one."""
     projects = [p.as_json() | {"counts": counts(p.name)} for p in db.session.scalars(select(Project).order_by(Project.name))]
-    return jsonify(projects=projects, models=model_cache().registry.models())
+    return jsonify(projects=projects, models=model_cache().registry.models(IMAGE_TASK))
 
 
 @bp.post(f"{API}/projects")
@@ -422,7 +424,7 @@ def create_project():
     if db.session.get(Project, name) is not None:
         raise ApiError(409, "project_exists", project=name)
     classes = data.get("classes")
-    if classes is None and name in model_cache().registry.models() and model_cache().registry.current(name):
+    if classes is None and name in model_cache().registry.models(IMAGE_TASK) and model_cache().registry.current(name):
         classes = [c for c in model_cache().registry.card(name)["labels"] if CLASS_NAME.fullmatch(c)]
     if not isinstance(classes, list) or len(classes) > MAX_CLASSES:
         raise ApiError(400, "missing_field", field="classes")

@@ -11,6 +11,7 @@ from pathlib import Path
 import jsonschema
 
 SCHEMA_PATH = Path(__file__).with_name("card.schema.json")
+IMAGE_TASK = "image-classification"  # what /predict and the image pages serve; other tasks have their own pages
 
 
 class CardError(ValueError):

@@ -59,10 +59,17 @@ class Registry:
         self.root = Path(root)
 
     # --- reading -------------------------------------------------------------------------------
-    def models(self) -> list[str]:
+    def models(self, task: str | None = None) -> list[str]:
+        """Model names, sorted; with ``task``, only the models whose newest version's card has that task."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if (p / "versions").is_dir())
+        names = sorted(p.name for p in self.root.iterdir() if (p / "versions").is_dir())
+        return names if task is None else [name for name in names if self.task(name) == task]
+
+    def task(self, name: str) -> str | None:
+        """The ``task`` of the newest version's card (a model keeps one task), None without versions."""
+        versions = self.versions(name)
+        return self.card(name, versions[-1])["task"] if versions else None
 
     def versions(self, name: str) -> list[str]:
         directory = self._model_dir(name) / "versions"

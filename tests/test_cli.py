@@ -14,10 +14,10 @@ def test_list_promote_rollback_show(tmp_path):
     registry = Registry(tmp_path)
     publish(registry), publish(registry)
     where = ("--models-dir", str(tmp_path))
-    assert riim("models", "list", *where).output == "pets: v1* v2\n"
+    assert riim("models", "list", *where).output == "pets (image-classification): v1* v2\n"
     result = riim("models", "promote", "pets:v2", *where)
     assert result.exit_code == 0 and registry.current("pets") == "v2"
-    assert riim("models", "list", *where).output == "pets: v1 v2*\n"
+    assert riim("models", "list", *where).output == "pets (image-classification): v1 v2*\n"
     assert "rolled back to v1" in riim("models", "rollback", "pets", *where).output
     shown = riim("models", "show", "pets:v2", *where).output
     assert "pets:v2" in shown and "EfficientNet-Lite0" in shown and "model.onnx" in shown

@@ -126,3 +126,19 @@ def test_amend_never_replaces_a_file(tmp_path):
             draft.card["files"]["onnx_again"] = "model.onnx"
     assert registry.file("pets", "v1", "onnx").read_bytes() == b"onnx bytes"
     assert not any(p.name.startswith(".amend-") for p in registry.path("pets", "v1").iterdir())
+
+
+def test_models_filtered_by_task(tmp_path):
+    registry = Registry(tmp_path)
+    publish(registry, "pets")
+    with registry.publish("prices", {"schema_version": 1, "task": "time-series-forecasting"}) as draft:
+        (draft.dir / "model.onnx").write_bytes(b"onnx bytes")
+        draft.card["files"] = {"onnx": "model.onnx"}
+    assert registry.models() == ["pets", "prices"]
+    assert registry.models("image-classification") == ["pets"]
+    assert registry.task("prices") == "time-series-forecasting"
+    broken = {key: value for key, value in CARD.items() if key != "unknown_policy"}
+    with pytest.raises(cards.CardError, match="unknown_policy"):  # an image classifier still needs its sections
+        with registry.publish("broken", broken) as draft:
+            (draft.dir / "model.onnx").write_bytes(b"onnx bytes")
+            draft.card["files"] = {"onnx": "model.onnx"}
