@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import api, auth, db, errors, i18n, inference, jobs, labelling, pages, params, security, storage
+from app import api, auth, db, errors, i18n, inference, jobs, labelling, learn, pages, params, security, storage
 from app.config import CONFIGS, env_overrides
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -51,6 +51,7 @@ def create_app(config: str | dict | None = None) -> Flask:
     inference.init_app(app)
     labelling.init_app(app)
     jobs.init_app(app)
+    learn.init_app(app)  # /learn lessons; also the navbar's has_endpoint()
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     return app

@@ -5,7 +5,7 @@
 // and fall back to the cache; vendored files are cache-first. Model weights are not cached here: edge.js
 // keeps them in IndexedDB. Logging out (POST /api/v1/auth/logout, seen here) deletes every other cache and
 // anything non-public, including what older versions of this worker kept.
-const CACHE = "riim-shell-v4";
+const CACHE = "riim-shell-v5";
 const SHELL = [
   "/",
   "/static/css/app.css",
@@ -21,6 +21,7 @@ const SHELL = [
   "/static/js/render.js",
   "/static/js/analyze.js",
   "/static/vendor/bootstrap/bootstrap.min.css",
+  "/static/vendor/bootstrap/bootstrap.bundle.min.js",
   "/static/vendor/tfjs/tf.min.js",
   "/static/vendor/tfjs/tf-backend-wasm.min.js",
   "/static/vendor/tfjs/tfjs-backend-wasm.wasm",
