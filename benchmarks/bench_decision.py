@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from models import real_data
 from training import real_photos
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,7 +51,7 @@ def photos() -> list[tuple[str, str, str, Image.Image]]:
     for p in real_photos.foolbox_photos():
         if p.name not in seen and p.label == "other":
             found.append(("tiny other" if p.name.startswith("foolbox/cifar") else "extra other", p.name, "other", p.image))
-    folder = Path(real_photos._package_dir("foolbox", "make setup")) / "data"
+    folder = Path(real_data.package_dir("foolbox", "make setup")) / "data"
     for path in sorted(folder.glob("cifar100_*.png")):  # CIFAR-100 has no cat nor dog class
         found.append(("tiny other", f"foolbox/{path.name}", "other", Image.open(path).convert("RGB")))
     for name in DARKNET_OTHER:

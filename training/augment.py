@@ -1,4 +1,5 @@
-"""Data augmentation with albumentations, built from the training config's ``augment`` section.
+"""Data augmentation with albumentations, built from the training config's ``augment`` section through
+the declared recipe (:mod:`models.augment_recipe`: which transforms, in which order, with which parameters).
 
 Augmentations work on the uint8 model-size pixels (after the card's crop + resize), so every augmented
 image has exactly the size the network takes and normalisation stays in :mod:`models.preprocess`.
@@ -10,24 +11,14 @@ import albumentations as A
 import numpy as np
 from PIL import Image
 
+from models import augment_recipe
 from models.training_config import AugmentConfig
 
 
 def pipeline(config: AugmentConfig, size: int, seed: int = 0) -> A.Compose:
-    """The albumentations pipeline for ``size``² images; reproducible for a given ``seed``."""
-    return A.Compose([
-        A.HorizontalFlip(p=config.horizontal_flip),
-        A.Affine(translate_percent=(-config.max_shift, config.max_shift),
-                 scale=(1 - config.max_scale, 1 + config.max_scale),
-                 rotate=(-config.max_rotate, config.max_rotate), border_mode=0, p=config.affine),
-        A.RandomResizedCrop(size=(size, size), scale=(config.crop_min_area, 1.0), p=config.crop),
-        A.ColorJitter(brightness=config.brightness, contrast=config.contrast, saturation=config.saturation,
-                      hue=0.0, p=config.color_jitter),
-        A.GaussianBlur(blur_limit=(3, 5), p=config.blur),
-        A.GaussNoise(std_range=(0.02, 0.08), p=config.noise),
-        A.CoarseDropout(num_holes_range=(1, 4), hole_height_range=(0.05, 0.15),
-                        hole_width_range=(0.05, 0.15), p=config.coarse_dropout),
-    ], seed=seed)
+    """The albumentations pipeline for ``size``² images, built from the recipe :mod:`models.augment_recipe`
+    declares (the lesson endpoint builds the same one); reproducible for a given ``seed``."""
+    return augment_recipe.build(A, config, size, seed)
 
 
 def augment_batch(pixels: np.ndarray, transform: A.Compose) -> np.ndarray:

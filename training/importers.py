@@ -3,7 +3,7 @@
 - :func:`cat_dog` — the real cat and dog photos of :mod:`training.real_photos`;
 - :func:`ood` — the out-of-distribution photos (neither cat nor dog), in one class folder;
 - :func:`fashion_mnist` — a subset of a chosen size of Fashion-MNIST (Debian ``dataset-fashion-mnist``,
-  70,000 real 28×28 grey photos of clothes, MIT licence).
+  70,000 real 28×28 grey photos of clothes, MIT licence, read by :mod:`models.real_data`).
 
 Each importer writes into a temporary sibling folder and renames it into place, so a folder either holds
 the whole import or does not exist.
@@ -11,7 +11,6 @@ the whole import or does not exist.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
 import shutil
 import tempfile
@@ -20,13 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from models.real_data import FASHION_MNIST_CLASSES, fashion_mnist_arrays
 from training import real_photos
-
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_CLASSES = ("tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
-                         "ankle_boot")
-FASHION_MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-                       "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
 
 
 @contextlib.contextmanager
@@ -61,25 +55,6 @@ def cat_dog(dest: str | Path) -> Path:
 def ood(dest: str | Path) -> Path:
     """``dest/other``: real photos that show neither a cat nor a dog."""
     return _write_photos(Path(dest), real_photos.ood_photos())
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (the MNIST format: big-endian header of dimension sizes, then uint8 data)."""
-    with gzip.open(path, "rb") as handle:
-        data = handle.read()
-    dims = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
-def fashion_mnist_arrays(source: str = "train") -> tuple[np.ndarray, np.ndarray]:
-    """(images (N, 28, 28) uint8, labels (N,)) of the ``"train"`` (60,000) or ``"test"`` (10,000) file."""
-    images_file, labels_file = FASHION_MNIST_FILES[source]
-    if not (FASHION_MNIST_DIR / images_file).is_file():
-        raise real_photos.MissingDataError(
-            f"Fashion-MNIST is not installed in {FASHION_MNIST_DIR}: apt-get install dataset-fashion-mnist "
-            "(done by `make setup`)")
-    return read_idx(FASHION_MNIST_DIR / images_file), read_idx(FASHION_MNIST_DIR / labels_file)
 
 
 def fashion_mnist(dest: str | Path, per_class: int, classes=None, source: str = "train", offset: int = 0) -> Path:
