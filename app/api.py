@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 import time
 from importlib import metadata
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request, send_file
 
-from app import analysis, device, map_images, network, params, storage
+from app import analysis, device, job_kinds, map_images, network, params, storage
 from app.auth import admin_required, current_user
 from app.db import Prediction, db
 from app.errors import ApiError
@@ -292,8 +293,13 @@ def require_calibration(model, key: str) -> None:
 
 @bp.get("/openapi.json")
 def openapi():
-    """The OpenAPI 3.1 description of this API (``app/openapi.json``)."""
-    return send_file(OPENAPI, mimetype="application/json")
+    """The OpenAPI 3.1 description of this API (``app/openapi.json``), with the job kinds this app registers."""
+    description = json.loads(OPENAPI.read_text(encoding="utf-8"))
+    body = description["paths"]["/api/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]
+    retrain, other = body["schema"]["oneOf"]
+    other["properties"]["kind"]["enum"] = sorted(job_kinds.KINDS)
+    body["schema"] = {"oneOf": [retrain, other]} if job_kinds.KINDS else retrain
+    return jsonify(description)
 
 
 @bp.get("/models/<name>/network")

@@ -48,7 +48,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app import labelling, storage
+from app import job_kinds, labelling, storage
 from app.auth import admin_required, current_user
 from app.db import db
 from app.errors import ApiError
@@ -63,7 +63,8 @@ STATES = (*ACTIVE, "succeeded", "failed", "cancelled")
 KILL_GRACE_SECONDS = 5.0
 START_TOLERANCE = 0.05  # seconds; psutil start times have the kernel's clock-tick resolution (10 ms)
 DRIVER_FILE = "driver.json"  # the driver's pid and start time
-KEEP_FILES = ("log.txt", "progress.json", "stages.json", "job.json", "config.json", DRIVER_FILE)  # after retention
+KEEP_FILES = ("log.txt", "progress.json", "stages.json", "job.json", "config.json", DRIVER_FILE,  # after retention,
+              job_kinds.RESULT_FILE)  # with every stage's progress-<stage>.json
 LOG_TAIL = 20_000  # characters of the log returned by the API
 MAX_ID = 2**63 - 1  # the largest SQLite integer: a larger job id in a URL is a 404
 DRIVER = "cli.job_driver"  # run as ``python -m DRIVER <job folder>``; the web process never imports it
@@ -77,7 +78,8 @@ class Job(db.Model):
     """One training run of a project."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    project: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(32), default=job_kinds.RETRAIN, server_default=job_kinds.RETRAIN)
+    project: Mapped[str] = mapped_column(String(64), index=True)  # retrain: the project; other kinds: the model
     state: Mapped[str] = mapped_column(String(16), index=True, default="queued")
     stage: Mapped[str | None] = mapped_column(String(16))  # train, export, calibrate, evaluate, promote, done
     user: Mapped[str] = mapped_column(String(64))
@@ -95,12 +97,17 @@ class Job(db.Model):
 
     def as_json(self) -> dict:
         stamp = lambda value: value.isoformat() if value else None  # noqa: E731
-        return {"id": self.id, "project": self.project, "state": self.state, "stage": self.stage, "user": self.user,
+        directory = Path(self.directory)
+        if self.kind != job_kinds.RETRAIN:
+            view = kind_stage_view(directory, self.state)
+        else:
+            view = {"progress": atomic.read_json(directory / "progress.json"),
+                    **stage_view(directory, self.options or {}, self.state)}
+        return {"id": self.id, "kind": self.kind, "project": self.project, "state": self.state, "stage": self.stage,
+                "user": self.user,
                 "created": stamp(self.created), "started": stamp(self.started), "finished": stamp(self.finished),
                 "options": self.options, "parent_version": self.parent_version, "version": self.version,
-                "promoted": self.promoted, "result": self.result, "error": self.error,
-                "progress": atomic.read_json(Path(self.directory) / "progress.json"),
-                **stage_view(Path(self.directory), self.options or {}, self.state)}
+                "promoted": self.promoted, "result": self.result, "error": self.error, **view}
 
 
 # --- processes ---------------------------------------------------------------------------------------
@@ -356,6 +363,30 @@ def stage_view(directory: Path, options: dict, state: str) -> dict:
     return {"stages": rows, "eta_seconds": 0 if state == "succeeded" else total}
 
 
+def kind_stage_view(directory: Path, state: str) -> dict:
+    """The stages of a registered kind's job (:mod:`app.job_kinds`) from each stage's progress file, and
+    ``progress``: the file of the stage running (or the last one that ran), with its curves (``history``)."""
+    plan = (atomic.read_json(directory / "job.json") or {}).get("stages", [])
+    rows, progress, ended = [], None, state not in ACTIVE
+    for stage in plan:
+        found = atomic.read_json(Path(stage["progress"]))
+        row = {"name": stage["name"], "state": "pending", "seconds": None, "eta_seconds": None}
+        if found:
+            progress = found
+            finished = found.get("state") in ("done", "failed")
+            row.update(state="done" if found.get("state") == "done" else "failed" if finished else "running",
+                       seconds=found.get("elapsed_seconds"), step=found.get("epoch"), steps=found.get("epochs"),
+                       unit="epoch", eta_seconds=0 if finished else found.get("eta_seconds"))
+        if ended and row["state"] == "running":
+            row.update(state=state if state != "succeeded" else "done", eta_seconds=None)
+        elif ended and row["state"] == "pending":
+            row.update(state="skipped")
+        rows.append(row)
+    left = [row["eta_seconds"] for row in rows if row["state"] in ("running", "pending")]
+    total = None if ended or any(value is None for value in left) else round(sum(left), 1)
+    return {"progress": progress, "stages": rows, "eta_seconds": 0 if state == "succeeded" else total}
+
+
 def _options() -> dict:
     """The request's job options merged over the app's defaults, validated."""
     from models import training_config  # the config schema is part of the card contract
@@ -409,6 +440,35 @@ def start(project: str) -> Job:
             "SQLALCHEMY_DATABASE_URI"], "models_dir": str(registry.root), **options}).encode())
     job.directory, job.options = str(directory), options
     db.session.commit()
+    return _launch(job, directory)
+
+
+def start_kind(name: str, options) -> Job:
+    """Start a job of a registered kind (:mod:`app.job_kinds`) with the request's ``options``."""
+    kind = job_kinds.get(name)
+    if not isinstance(options, dict):
+        raise ApiError(400, "bad_param", name="options", value=str(options)[:80])
+    options = kind.parse(options)
+    if len(active_jobs()) >= current_app.config["JOBS_MAX_RUNNING"]:
+        raise ApiError(409, "job_running")
+    job = Job(kind=name, project=kind.model(options), state="queued", user=current_user().username, created=now(),
+              directory="", options=options)
+    db.session.add(job)
+    db.session.commit()
+    directory = Path(current_app.instance_path) / "jobs" / str(job.id)
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    registry = model_cache().registry
+    atomic.write_json(directory / "job.json", {
+        "id": job.id, "kind": name, "database": current_app.config["SQLALCHEMY_DATABASE_URI"],
+        "models_dir": str(registry.root), "stages": job_kinds.plan(kind, options, directory, registry.root)})
+    job.directory = str(directory)
+    db.session.commit()
+    return _launch(job, directory)
+
+
+def _launch(job: Job, directory: Path) -> Job:
+    """Start the job's driver process in its own process group and supervise it."""
     with open(directory / "log.txt", "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", DRIVER, str(directory)], stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
@@ -448,8 +508,11 @@ def get_or_404(job_id: int) -> Job:
 @bp.post("")
 @admin_required
 def create():
-    """``{"project", "auto_promote"?, "config"?: {training config overrides}}`` → 202 and the job."""
+    """Retrain a project: ``{"project", "auto_promote"?, "config"?: {training config overrides}}``; another
+    kind: ``{"kind", "options"}`` (:mod:`app.job_kinds`) → 202 and the job."""
     data = request.get_json(silent=True)
+    if isinstance(data, dict) and data.get("kind", job_kinds.RETRAIN) != job_kinds.RETRAIN:
+        return jsonify(start_kind(data["kind"], data.get("options", {})).as_json()), 202
     project = data.get("project") if isinstance(data, dict) else None
     if not isinstance(project, str):
         raise ApiError(400, "missing_field", field="project")
@@ -462,6 +525,8 @@ def list_jobs():
     query = select(Job).order_by(Job.id.desc()).limit(50)
     if "project" in request.args:
         query = query.where(Job.project == request.args["project"])
+    if "kind" in request.args:
+        query = query.where(Job.kind == request.args["kind"])
     return jsonify(jobs=[refresh(job).as_json() for job in db.session.scalars(query)])
 
 
@@ -518,7 +583,8 @@ def clean_folders() -> list[int]:
     emptied = []
     for job in db.session.scalars(select(Job).where(Job.state.not_in(ACTIVE), Job.finished < since)):
         directory = Path(job.directory)
-        extra = [path for path in directory.iterdir() if path.name not in KEEP_FILES] if directory.is_dir() else []
+        extra = [path for path in directory.iterdir() if path.name not in KEEP_FILES
+                 and not path.name.startswith("progress-")] if directory.is_dir() else []
         for path in extra:
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
         if extra:

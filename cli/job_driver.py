@@ -1,6 +1,7 @@
-"""The training job driver: ``python -m cli.job_driver <instance>/jobs/<id>``, started by the web app
-(:mod:`app.jobs`) in its own process group. It spans layers — train (training/), export (export/),
-held-out before/after with the served ONNX model (app/) — so it lives outside the serving package.
+"""The job driver: ``python -m cli.job_driver <instance>/jobs/<id>``, started by the web app (:mod:`app.jobs`)
+in its own process group. A project's retraining spans layers — train (training/), export (export/),
+held-out before/after with the served ONNX model (app/) — so it lives outside the serving package; a job of
+another kind (:mod:`app.job_kinds`) runs its planned `riim` stages in order (:class:`KindDriver`).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sqlalchemy import create_engine, select, update
 from sqlalchemy.orm import Session
 
 from app.inference import LoadedModel
+from app.job_kinds import RESULT_FILE
 from app.jobs import ACTIVE, STAGE_FILE, Job, now, stage_view
 from models import atomic, metrics
 from models.preprocess import load_image, preprocess_batch
@@ -204,5 +206,35 @@ class Driver:
         self.set(state="succeeded", finished=now(), promoted=promote, stage="done")
 
 
+class KindDriver(Driver):
+    """Runs the planned stages of a registered kind's job: each a `riim` command; the first failure ends it."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.spec = json.loads((directory / "job.json").read_text())
+        self.engine = create_engine(self.spec["database"])
+
+    def run(self) -> None:
+        self.set(state="running", started=now())
+        progress = {}
+        for stage in self.spec["stages"]:
+            self.set(stage=stage["name"][:16])
+            path, started = Path(stage["progress"]), time.monotonic()
+            atomic.write_json(path, {"state": "running", "stages": []})  # the command's own Progress replaces it
+            code = self.riim(*stage["argv"])
+            progress = atomic.read_json(path) or {}
+            if progress.get("state") not in ("done", "failed"):  # a command that reports no progress of its own
+                progress.update(state="done" if code == 0 else "failed",
+                                elapsed_seconds=round(time.monotonic() - started, 1))
+                atomic.write_json(path, progress)
+            if code != 0:
+                self.fail(progress.get("error") or f"{stage['name']}: riim {stage['argv'][0]} ended with exit code "
+                          f"{code} (see the log)")
+        result = atomic.read_json(self.dir / RESULT_FILE)
+        self.set(state="succeeded", finished=now(), stage="done", result=result, version=progress.get("version"))
+
+
 if __name__ == "__main__":
-    Driver(Path(sys.argv[1])).run()
+    folder = Path(sys.argv[1])
+    kind = json.loads((folder / "job.json").read_text()).get("kind")
+    (KindDriver if kind else Driver)(folder).run()

@@ -5,6 +5,7 @@ The file (written atomically, so a reader never sees half of it) holds::
     {"state": "running", "stage": "head", "epoch": 3, "epochs": 60, "loss": 0.41, "accuracy": 0.88,
      "val_loss": 0.45, "val_accuracy": 0.86, "eta_seconds": 12.5, "elapsed_seconds": 40.1, "updated": ...}
 
+``history`` holds the current stage's metrics per step (``[{"step": 1, "loss": …}, …]``) for live curves.
 ``stages`` lists the stages already finished, in order, with their durations (``[{"name": "features",
 "seconds": 3.2}, …]``) and ``stage_started`` is when the current one began, so a reader can show each stage
 with its time. ``state`` ends as ``"done"`` (with ``version``) or ``"failed"`` (with ``error``). Every update
@@ -49,7 +50,7 @@ class Progress:
         self._end_stage()
         self._stage_started = time.monotonic()
         self.state["stage_started"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        for key in ("epoch", "epochs", "loss", "accuracy", "val_loss", "val_accuracy", "eta_seconds"):
+        for key in ("epoch", "epochs", "loss", "accuracy", "val_loss", "val_accuracy", "eta_seconds", "history"):
             self.state.pop(key, None)
         if self.bars and total:
             self._bar = tqdm(total=total, desc=name, unit=unit, leave=False)
@@ -63,8 +64,10 @@ class Progress:
             self._bar.total = total
             self._bar.update(done - self._bar.n)
             self._bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items() if isinstance(v, float)})
-        self.update(epoch=done, epochs=total, eta_seconds=None if eta is None else round(eta, 1),
-                    **{k: round(float(v), 4) for k, v in metrics.items()})
+        values = {k: round(float(v), 4) for k, v in metrics.items()}
+        if values:  # the stage's curves so far, for live charts (one entry per step that reports metrics)
+            self.state.setdefault("history", []).append({"step": done, **values})
+        self.update(epoch=done, epochs=total, eta_seconds=None if eta is None else round(eta, 1), **values)
 
     def _end_stage(self) -> None:
         """Record the running stage (if any) with its duration in ``stages``."""
