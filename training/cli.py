@@ -61,21 +61,26 @@ def data_group():
 
 
 @data_group.command("import")
-@click.argument("source", type=click.Choice(["fashion-mnist", "cat-dog", "ood"]))
+@click.argument("source", type=click.Choice(["fashion-mnist", "cat-dog", "ood", "series", "mnist", "sklearn-digits"]))
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--per-class", default=100, show_default=True, help="Fashion-MNIST images per class.")
 @click.option("--classes", help="Fashion-MNIST classes, comma-separated (default: all 10).")
 @click.option("--split", "source_split", type=click.Choice(["train", "test"]), default="train", show_default=True)
 def import_data(source, dest, per_class, classes, source_split):
-    """Write SOURCE into DEST (a new folder), one sub-folder per class."""
-    from training import importers, real_photos
+    """Write SOURCE into DEST (a new folder), one sub-folder per class (series: one folder of CSV files per
+    real series — msft, msft-spread, stocks, co2, sunspots)."""
+    from training import digits_data, importers, real_photos, series_data
 
     try:
-        if source == "fashion-mnist":
+        if source in ("mnist", "sklearn-digits"):  # every digit, one sub-folder per digit
+            digits_data.write_folder(source, dest)
+        elif source == "series":
+            series_data.import_series(dest)
+        elif source == "fashion-mnist":
             importers.fashion_mnist(dest, per_class, classes.split(",") if classes else None, source_split)
         else:
             {"cat-dog": importers.cat_dog, "ood": importers.ood}[source](dest)
-    except real_photos.MissingDataError as error:
+    except (real_photos.MissingDataError, digits_data.MissingDigitsError) as error:
         exit_with(EXIT_MISSING, str(error))
     except (FileExistsError, ValueError) as error:
         exit_with(EXIT_CONFIG, str(error))
