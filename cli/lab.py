@@ -43,7 +43,7 @@ def lab_config(config_path, settings: tuple[str, ...], base: dict | None = None)
 
 
 def load_data(source: str, config, progress=None):
-    from models.real_data import MissingDataError
+    from training.real_photos import MissingDataError
     from training import data as folder_data
     from training import lab_data
 
@@ -206,6 +206,82 @@ def transforms_command(source, index, strength, out):
                             .convert("RGB").resize((size, size), Image.Resampling.NEAREST)) for _, _, v in steps]
         Image.fromarray(np.concatenate(tiles, axis=1)).save(out)
         click.echo(f"{out}: {len(tiles)} steps, {size * len(tiles)}×{size}")
+
+
+@lab.command("sweep")
+@common
+@click.option("--name", "sweep_name", default="sweep", show_default=True, help="Sweep (Optuna study) name.")
+@click.option("--trials", default=20, show_default=True, help="Trials to run (more are added to an existing sweep).")
+def sweep_command(source, config_path, settings, progress_file, result_file, webhook, log_json, sweep_name, trials):
+    """Optuna sweep (TPE + median pruning) over learning rate, batch size, dropout, width and augmentation;
+    trial 0 is the default config. Retrain the best one with: riim lab train --sweep NAME."""
+    from training import sweep
+    from training.progress import Progress
+
+    _logging(log_json)
+    config = lab_config(config_path, settings)
+    progress = Progress(progress_file, bars=not log_json)
+    load_data(source, config, progress)  # a bad source fails here, with its exit code
+    summary = sweep.run(sweep_name, trials, source, config.to_dict(), progress, webhook, config.seed)
+    counts, best, default = summary["counts"], summary["best"], summary["default"]
+    progress.finish(best=best and best["value"])
+    if result_file:
+        atomic.write_json(result_file, {k: summary[k] for k in ("name", "counts", "best", "default", "importances",
+                                                                 "wall_seconds", "data")})
+    click.echo(f"sweep {sweep_name}: {len(summary['trials'])} trials ({counts['complete']} complete, "
+               f"{counts['pruned']} pruned, {counts['fail']} failed) in {summary['wall_seconds']:.0f} s")
+    if best:
+        click.echo(f"best trial {best['number']}: validation accuracy {best['value']:.4f} "
+                   f"(test {best['test_accuracy']:.4f}) {json.dumps(best['params'])}")
+    if default and default["value"] is not None:
+        click.echo(f"default (trial 0): validation accuracy {default['value']:.4f} (test {default['test_accuracy']:.4f})")
+    click.echo("importances: " + ", ".join(f"{k} {v:.2f}" for k, v in summary["importances"].items()))
+
+
+@lab.command("transfer")
+@common
+@click.option("--input-size", default=64, show_default=True, help="Side the backbone sees (64-224).")
+@click.option("--against", default=DEFAULT_NAME, show_default=True,
+              help="Registry model (from scratch) to compare with: its current version's card.")
+@click.option("--models-dir", default=str(DEFAULT_ROOT), show_default=True, envvar="RIIM_MODELS_DIR")
+def transfer_command(source, config_path, settings, progress_file, result_file, webhook, log_json, input_size,
+                     against, models_dir):
+    """Transfer learning (frozen pretrained EfficientNet-Lite0 + new head) on the same split as the CNN;
+    prints both side by side (accuracy, time, parameters). Tracked in MLflow (riim.kind lab-transfer)."""
+    from training import alerts, lab_transfer, tracking
+    from training.progress import Progress
+
+    _logging(log_json)
+    config = lab_config(config_path, settings)
+    progress = Progress(progress_file, bars=not log_json)
+    data = load_data(source, config, progress)
+    params = {**config.flat(), "data.source": source, "transfer.input_size": input_size}
+    with tracking.start("lab", f"transfer-{time.strftime('%m%d-%H%M%S')}", params,
+                        {"riim.kind": "lab-transfer", "riim.source": source}) as run:
+        notifier = alerts.Notifier(tracking.lab_dir() / alerts.FILE, {"run_id": run.id, "run_name": run.name}, webhook)
+        result = lab_transfer.train(data, config, input_size, progress, notifier, run)
+        run.log_metrics({"test_accuracy": result["test"]["accuracy"], "parameters": result["parameters"],
+                         "train_seconds": result["seconds"]["total"]})
+        run.log_json({k: v for k, v in result.items() if k != "history"}, "transfer.json")
+    rows = [("transfer (frozen EfficientNet-Lite0 + head)", result["test"]["accuracy"], result["parameters"],
+             result["seconds"]["total"], result["test"]["images"])]
+    registry = Registry(models_dir)
+    try:
+        card = registry.card(against)
+        rows.insert(0, (f"from scratch ({against}:{card['version']})", card["metrics"]["test"]["accuracy"],
+                        card["architecture"]["parameters"], card["training"]["seconds"]["total"],
+                        card["metrics"]["test"]["images"]))
+    except (LookupError, KeyError):
+        click.echo(f"(no from-scratch model {against!r} to compare with: train one with riim lab train)")
+    progress.finish(test_accuracy=result["test"]["accuracy"])
+    comparison = [{"model": r[0], "test_accuracy": r[1], "parameters": r[2], "seconds": r[3], "test_images": r[4]}
+                  for r in rows]
+    if result_file:
+        atomic.write_json(result_file, {"run_id": run.id, "comparison": comparison, "data": data.sizes()})
+    click.echo(f"data: {source}, {json.dumps(data.sizes())}")
+    click.echo(f"{'model':48s} {'test acc':>8s} {'parameters':>12s} {'seconds':>8s} {'test images':>11s}")
+    for row in rows:
+        click.echo(f"{row[0]:48s} {row[1]:8.4f} {row[2]:12,d} {row[3]:8.1f} {row[4]:11d}")
 
 
 COMMANDS = (lab,)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.real_data import FASHION_MNIST_CLASSES, fashion_mnist_arrays
+from training.importers import FASHION_MNIST_CLASSES, fashion_mnist_arrays
 from training import data as folder_data
 
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
