@@ -13,8 +13,10 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import (api, auth, db, errors, i18n, inference, jobs, labelling, learn, lesson_data, pages, params,
-                 security, storage)
+from app import (api, auth, db, errors, i18n, inference, jobs, labelling, learn, lesson_data, lesson_models, pages,
+                 params, security, storage)
+from app import digits
+from app import dl
 from app.config import CONFIGS, env_overrides
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -55,7 +57,10 @@ def create_app(config: str | dict | None = None) -> Flask:
     learn.init_app(app)  # /learn lessons; also the navbar's has_endpoint()
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(digits.bp)
+    app.register_blueprint(lesson_models.bp)
     app.register_blueprint(lesson_data.bp)
+    dl.init_app(app)  # /api/v1/dl: the time-series service (and its job kinds)
     return app
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from models import atomic
 from models import series_config
+from models.series import SERIES
 from models.registry import DEFAULT_ROOT, Registry, RegistryError
 from training import cli as training_cli
 
@@ -48,7 +49,7 @@ def preset_config(preset: str, directory: Path, epochs: int, batch_size: int, le
         raise ValueError(f"unknown series {folder!r}; choose from {', '.join(series_data.SOURCES)}")
     if series and folder != PRESETS[preset][1]:
         column, season = (None if folder in ("co2", "sunspots") else
-                          "spread" if model == "gru" else None), series_data.SEASONS[folder]
+                          "spread" if model == "gru" else None), SERIES[folder]
     data = directory / "datos"
     if not (data / folder).is_dir():
         series_data.import_series(directory / ".import", [folder])

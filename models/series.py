@@ -18,6 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 
 HORIZON_FRACTION = 0.3  # the source document: predict 30 % of the window width
+# The real series `riim data import series` writes (training/series_data.py), each with its season in steps
+# (5 trading days, 52 weeks, the 11-year solar cycle) for the seasonal-naive baseline.
+SERIES = {"msft": 5, "msft-spread": 5, "stocks": 5, "co2": 52, "sunspots": 11}
 
 
 def horizon_for(window: int) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from models.series import SERIES
 from training.importers import _atomic_folder
 from training.real_photos import MissingDataError
 
@@ -188,7 +189,7 @@ def _spread(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"date": frame["date"], "spread": frame["high"] - frame["low"]})
 
 
-SOURCES = {  # folder → {file stem: (description, loader)}; ruta_datos points at one folder
+SOURCES = {  # folder (models.series.SERIES) → {file stem: (description, loader)}; ruta_datos points at one folder
     "msft": {"msft": ("Microsoft daily OHLC 1986-2017, pmdarima load_msft", _msft_pmdarima)},
     "msft-spread": {"msft-spread": ("Microsoft daily high - low spread, from pmdarima load_msft",
                                     lambda: _spread(_msft_pmdarima()))},
@@ -197,7 +198,7 @@ SOURCES = {  # folder → {file stem: (description, loader)}; ruta_datos points 
     "co2": {"co2": ("Mauna Loa weekly CO2 (ppm) 1958-2001, statsmodels", lambda: _statsmodels("co2"))},
     "sunspots": {"sunspots": ("Yearly sunspot numbers 1700-2008, statsmodels", lambda: _statsmodels("sunspots"))},
 }
-SEASONS = {"msft": 5, "msft-spread": 5, "stocks": 5, "co2": 52, "sunspots": 11}  # steps per season, for baselines
+assert set(SOURCES) == set(SERIES)
 
 
 def import_series(dest: str | Path, only: list[str] | None = None) -> dict:
