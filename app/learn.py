@@ -1,15 +1,20 @@
 """Learn: the lesson index (/learn, the suggested path) and the lesson pages (/learn/<slug>) built from
 ``web/lessons/`` by :mod:`app.lessons`; the demos are ES modules in ``web/static/js/lessons/`` mounted by
-``web/static/js/learn.js``. Also ``GET /api/v1/learn/tests``: this repository's tests, read now from
-``tests/``, which the CI/CD lesson's exercise checks answers against."""
+``web/static/js/learn.js``. Two endpoints for lessons of this module: ``GET /api/v1/learn/garments``, real
+Fashion-MNIST photos of two classes (the first lesson trains a classifier on them in the browser), and
+``GET /api/v1/learn/tests``, this repository's tests read now from ``tests/``, which the CI/CD lesson's
+exercise checks answers against."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import numpy as np
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
 
-from app import i18n, lessons
+from app import i18n, lesson_data, lessons, params
+from app.errors import ApiError
+from models.real_data import FASHION_MNIST_CLASSES
 
 bp = Blueprint("learn", __name__)
 TESTS_DIR = lessons.REPO / "tests"
@@ -49,6 +54,26 @@ def lesson(slug: str):
         previous=path[position - 1] if position else None,
         next=path[position + 1] if position is not None and position + 1 < len(path) else None,
         quick=request.args.get("quick") == "1")
+
+
+@bp.get("/api/v1/learn/garments")
+def garments():
+    """Real Fashion-MNIST photos of two classes (``classes=sneaker,bag``): ``count`` per class from the
+    training file to learn from and ``test`` per class from the test file to predict, as 28×28 grey pixels
+    (base64, row-major) with their labels (0 = first class, 1 = second)."""
+    raw = params.text("classes", "sneaker,bag")
+    classes = raw.split(",")
+    if len(classes) != 2 or classes[0] == classes[1] or not set(classes) <= set(FASHION_MNIST_CLASSES):
+        raise ApiError(400, "bad_param", name="classes", value=raw[:80])
+    count, test = params.integer("count", 30, 2, 100), params.integer("test", 20, 1, 100)
+    indices = [FASHION_MNIST_CLASSES.index(name) for name in classes]
+    answer = {"classes": classes}
+    for part, source, per_class in (("train", "train", count), ("test", "test", test)):
+        images, labels = lesson_data.fashion_rows(source)
+        order = np.stack([np.flatnonzero(labels == index)[:per_class] for index in indices], axis=1).reshape(-1)
+        answer[part] = {"pixels": lesson_data.encoded(images[order]),  # the two classes alternate
+                        "labels": (labels[order] == indices[1]).astype(int).tolist()}
+    return jsonify(answer)
 
 
 def first_line(node: ast.AST) -> str:

@@ -3,19 +3,29 @@ ask for have lessons, the code excerpts resolve in this repository, and the page
 unknown slug, raw HTML in Markdown escaped). No model needed: the app serves the tiny registry."""
 from __future__ import annotations
 
+import base64
 import re
 
+import numpy as np
 import pytest
 
 from app import lessons
 from app.learn import summarise_test_file
+from tests.conftest import serving_app
 
 SLUGS = lessons.slugs()
 
 
-@pytest.fixture
-def serving_registry(tiny_registry):
-    return tiny_registry
+@pytest.fixture(scope="module")
+def app(tiny_registry, tmp_path_factory):
+    """One app for the module (the pages need no real model)."""
+    instance = tmp_path_factory.mktemp("learn-instance")
+    return serving_app({"MODELS_DIR": str(tiny_registry.root), "SQLALCHEMY_DATABASE_URI": f"sqlite:///{instance / 'riim.sqlite3'}"})
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return app.test_client()
 
 
 @pytest.mark.parametrize("slug", SLUGS)
@@ -93,7 +103,7 @@ def test_pages_render(client, lang):
         lesson = lessons.read(slug, lang)
         assert lesson.title in html or lesson.title.replace("'", "&#39;") in html
         assert html.count('class="lesson-part"') == 4 and html.count('class="lesson-demo"') == len(lesson.meta["demos"])
-        assert html.count('class="lesson-code"') == len(lesson.meta["code"]) and "alert-danger" not in html
+        assert html.count('class="lesson-code"') == len(lesson.meta["code"]) and "lesson-code-error" not in html
         assert not re.search(r"\b(learn|lesson)\.[a-z_]+\b(?![.\w/-])", re.sub(r"<[^>]+>", " ", html)), "raw catalogue key"
 
 
@@ -120,3 +130,18 @@ def test_tests_list_is_read_from_the_tests_folder(client):
     lines = (lessons.REPO / "tests" / "test_learn.py").read_text().split("\n")
     assert lines[entry["line"] - 1].startswith("def test_raw_html_in_markdown_is_escaped")
     assert mine == summarise_test_file(lessons.REPO / "tests" / "test_learn.py") and mine["doc"].startswith("Lessons")
+
+
+def test_garments_are_real_fashion_mnist_photos_of_two_classes(client):
+    from models.real_data import FASHION_MNIST_CLASSES, fashion_mnist_arrays
+
+    answer = client.get("/api/v1/learn/garments?classes=tshirt,trouser&count=3&test=2").get_json()
+    train = np.frombuffer(base64.b64decode(answer["train"]["pixels"]["data"]), np.uint8).reshape(answer["train"]["pixels"]["shape"])
+    assert answer["classes"] == ["tshirt", "trouser"] and train.shape == (6, 28, 28)
+    assert answer["train"]["labels"] == [0, 1] * 3 and answer["test"]["labels"] == [0, 1] * 2
+    images, labels = fashion_mnist_arrays("train")
+    first_trouser = images[np.flatnonzero(labels == FASHION_MNIST_CLASSES.index("trouser"))[0]]
+    assert (train[1] == first_trouser).all()
+    for query in ("classes=bag", "classes=bag,bag", "classes=bag,cat", "count=1", "count=x", "test=101"):
+        response = client.get(f"/api/v1/learn/garments?{query}")
+        assert response.status_code == 400 and response.get_json()["error"]["code"] == "bad_param", query
