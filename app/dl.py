@@ -9,7 +9,7 @@
 - ``POST detect-anomalies?threshold=`` ``{"series": [values]}`` → per-point scores and the flagged points;
   the threshold defaults to the one calibrated at training (the card's ``anomaly.value``).
 - ``GET evaluation?model=`` → the current version's held-out evaluation (curves, forecast vs actual,
-  baselines, injected anomalies) for the /series page.
+  baselines, injected anomalies) for the /series page, which this module also serves.
 
 Windowing, scaling and scoring are :mod:`models.series`, the same code training evaluated with.
 """
@@ -21,7 +21,7 @@ from importlib import metadata
 
 import numpy as np
 import onnxruntime as ort
-from flask import Blueprint, Flask, jsonify, request, url_for
+from flask import Blueprint, Flask, jsonify, render_template, request, url_for
 
 from app import device, job_kinds, jobs, params
 from app.auth import admin_required
@@ -33,6 +33,7 @@ from models import series as ts
 from models.registry import RegistryError
 
 bp = Blueprint("dl", __name__, url_prefix="/api/v1/dl")
+page_bp = Blueprint("series", __name__)  # the /series page (web/templates/series.html + js/series.js)
 TASKS = ("time-series-forecasting", "time-series-anomaly")
 PRESETS = {  # endpoint → (job kind, `riim series train --preset`, registry model, task)
     "train-price-predictor": ("series-price", "price", "series-price", TASKS[0]),
@@ -254,5 +255,11 @@ def evaluation():
     return jsonify(model=_summary(loaded.name), **(data or {}))
 
 
+@page_bp.get("/series")
+def page():
+    return render_template("series.html")
+
+
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.register_blueprint(page_bp)

@@ -64,7 +64,7 @@ def _gaps(dates: pd.Series) -> dict:
     if steps.empty:
         return {"step": None, "count": 0, "largest": None}
     usual = steps.mode().iloc[0]
-    business = usual == pd.Timedelta(days=1) and not (dates.dt.dayofweek >= 5).any()
+    business = usual == pd.Timedelta(days=1) and not (dates.dt.day_of_week >= 5).any()
     if business:
         days = np.busday_count(dates.values[:-1].astype("datetime64[D]"), dates.values[1:].astype("datetime64[D]"))
         long = np.flatnonzero(days > 1)
