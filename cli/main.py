@@ -7,7 +7,8 @@ import click
 
 from app import auth, db, jobs, lessons, storage, tokens
 from app import cli as app_cli
-from cli import commands, digits
+from cli import commands, digits, worker
+from cli import generative as generative_cli
 from cli import paradigms as paradigms_cli
 from cli import lab as lab_cli
 from cli import series as series_cli
@@ -22,7 +23,7 @@ def main():
 
 for command in (*app_cli.COMMANDS, auth.users_cli, lessons.lessons_cli, tokens.tokens_cli, storage.uploads_cli, db.db_cli,
                 jobs.jobs_cli, *training_cli.COMMANDS, *export_cli.COMMANDS, *commands.COMMANDS,
-                *lab_cli.COMMANDS, *paradigms_cli.COMMANDS, *digits.COMMANDS, *series_cli.COMMANDS):
+                *lab_cli.COMMANDS, *paradigms_cli.COMMANDS, *digits.COMMANDS, *series_cli.COMMANDS, *worker.COMMANDS):
     main.add_command(command)
 
 if __name__ == "__main__":

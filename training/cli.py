@@ -23,11 +23,20 @@ def exit_with(code: int, message: str, progress=None):
     sys.exit(code)
 
 
-def load_config(path):
+def load_config(path, **distribute):
+    """The validated config; ``cluster`` ("host:port,host:port") and ``task_index`` override its
+    ``distribute`` section when given."""
     from models import training_config as config
 
     try:
-        return config.load(path)
+        settings = config.load(path)
+        overrides = {key: value for key, value in distribute.items() if value is not None}
+        if overrides:
+            if isinstance(overrides.get("cluster"), str):
+                overrides["cluster"] = overrides["cluster"].split(",")
+            settings = config.from_dict({**settings.to_dict(),
+                                         "distribute": {**settings.to_dict()["distribute"], **overrides}})
+        return settings
     except config.ConfigError as error:
         exit_with(EXIT_CONFIG, str(error))
 
