@@ -31,9 +31,12 @@ from training import cli as training_cli
 @click.option("--promote/--no-promote", default=None,
               help="Make the new version current (default: only if the model has no current version).")
 @click.option("--log-json", is_flag=True, help="JSON log lines on stderr instead of progress bars (for jobs).")
-def train(data_dir, name, config_path, models_dir, work_dir, progress_file, promote, log_json):
+@click.option("--cluster", help="Train with other workers: every worker's host:port, comma-separated, the same "
+                                "list on each (docs/deploy.md); worker 0 publishes.")
+@click.option("--task-index", type=int, help="This worker's position in --cluster (0 = the chief).")
+def train(data_dir, name, config_path, models_dir, work_dir, progress_file, promote, log_json, cluster, task_index):
     """Fine-tune EfficientNet-Lite0 on DATA and publish a new version of NAME (Keras + ONNX)."""
-    settings = training_cli.load_config(config_path)
+    settings = training_cli.load_config(config_path, cluster=cluster, task_index=task_index)
     from training import data, real_photos
     from training.progress import Progress
 
@@ -50,6 +53,9 @@ def train(data_dir, name, config_path, models_dir, work_dir, progress_file, prom
         training_cli.exit_with(training_cli.EXIT_FAILED, str(error), progress)
     except KeyboardInterrupt:
         training_cli.exit_with(training_cli.EXIT_FAILED, "interrupted" + (f"; resume with --work-dir {work_dir}" if work_dir else ""), progress)
+    if version is None:
+        click.echo("this worker is done; the chief (worker 0) publishes the model")
+        return
     card = Registry(models_dir).card(name, version)
     metrics = card["metrics"]
     click.echo(f"{name}:{version} published"

@@ -9,14 +9,18 @@ from models.training_config import TrainConfig
 
 
 def train(registry: Registry, data_dir: Path, name: str, config: TrainConfig, work_dir: Path | None = None,
-          progress=None, promote: bool | None = None) -> str:
-    """Fine-tune on ``data_dir``, publish, add the ONNX model, promote (by default only the first version)."""
+          progress=None, promote: bool | None = None) -> str | None:
+    """Fine-tune on ``data_dir``, publish, add the ONNX model, promote (by default only the first version).
+    On a worker of a cluster other than the chief, only trains: returns ``None``."""
     from export import onnx_export
     from training import finetune
     from training.progress import Progress
 
     progress = progress or Progress(bars=False)
     result = finetune.train(data_dir, config, work_dir, progress)
+    if not result.publishes:
+        progress.finish(version=None)
+        return None
     version = finetune.publish(registry, name, result, progress)
     onnx_export.add_onnx(registry, name, version, result.model, result.check_images)
     if promote or (promote is None and registry.current(name) is None):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,17 @@ class QatConfig:
     learning_rate: float = _range(1e-5, 1e-8, 1.0)
 
 
+HOST_PORT = r"[A-Za-z0-9.-]+:[0-9]{1,5}"
+
+
+@dataclass
+class DistributeConfig:
+    """Training on several machines (:mod:`training.distribute`): every worker runs the same command with the
+    same ``cluster`` and its own ``task_index``; worker 0, the chief, publishes. No cluster: one machine."""
+    cluster: list[str] = field(default_factory=list, metadata={"pattern": HOST_PORT, "what": "host:port"})
+    task_index: int = _range(0, 0)
+
+
 @dataclass
 class TrainConfig:
     input_size: int = _range(224, 64, 224)
@@ -120,13 +132,14 @@ class TrainConfig:
     crossval: CrossValConfig = field(default_factory=CrossValConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
     qat: QatConfig = field(default_factory=QatConfig)
+    distribute: DistributeConfig = field(default_factory=DistributeConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 def _check_value(value, kind, meta: dict, where: str, problems: list[str]):
-    """``value`` converted to ``kind`` (int, float, bool, list[float]) or ``None`` with a problem noted."""
+    """``value`` converted to ``kind`` (int, float, bool, str, list) or ``None`` with a problem noted."""
     if typing.get_origin(kind) is list:
         if not isinstance(value, list):
             problems.append(f"{where}: must be a list, got {value!r}")
@@ -137,6 +150,11 @@ def _check_value(value, kind, meta: dict, where: str, problems: list[str]):
     if kind is bool:
         if not isinstance(value, bool):
             problems.append(f"{where}: must be true or false, got {value!r}")
+            return None
+        return value
+    if kind is str:
+        if not isinstance(value, str) or not re.fullmatch(meta["pattern"], value):
+            problems.append(f"{where}: must be {meta['what']}, got {value!r}")
             return None
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
@@ -180,9 +198,26 @@ def from_dict(data: dict) -> TrainConfig:
     config = _build(TrainConfig, data, "", problems)
     if not problems and config.data.validation_fraction + config.data.test_fraction >= 0.8:
         problems.append("data: validation_fraction + test_fraction must be < 0.8 (training needs images)")
+    if not problems:
+        problems += _distribute_problems(config)
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _distribute_problems(config: TrainConfig) -> list[str]:
+    """A cluster trains the head (stage 1) only: the other stages would run unsharded on every worker."""
+    cluster, index = config.distribute.cluster, config.distribute.task_index
+    if not cluster:
+        return []
+    problems = [] if index < len(cluster) else [f"distribute.task_index: must be < {len(cluster)} "
+                                                f"(the number of workers in distribute.cluster), got {index}"]
+    single = {"finetune.enabled": config.finetune.enabled, "crossval": bool(config.crossval.folds
+              or config.crossval.leave_one_out), "pruning.sparsities": bool(config.pruning.sparsities),
+              "qat.enabled": config.qat.enabled}
+    problems += [f"{name}: not available with distribute.cluster (a cluster trains the head only)"
+                 for name, used in single.items() if used]
+    return problems
 
 
 def load(path: str | Path | None) -> TrainConfig:

@@ -23,6 +23,9 @@ stage 2 did not change the backbone — ``imagenet_probabilities`` (tags), with 
 With a ``work_dir``, features and per-epoch weights are checkpointed there; running again with the same
 data and config resumes (finished stages are loaded, an interrupted one continues at its last epoch;
 early stopping and the optimizer start afresh at that point).
+
+With ``distribute.cluster`` in the config, several workers train the head together
+(:mod:`training.distribute`); each extracts features of its own shard only, and only the chief publishes.
 """
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ from models import atomic
 from models.preprocess import load_image
 from models.registry import Registry
 from models.training_config import HeadConfig, TrainConfig
-from training import augment, backbone, crossval, data, default_model, diagnosis
+from training import augment, backbone, crossval, data, default_model, diagnosis, distribute
 from training.progress import Progress
 from training.tf import keras
 
@@ -146,8 +149,9 @@ class Checkpoints:
 
 def fit(model, x, y, validation, *, epochs: int, learning_rate: float, batch_size: int, patience: int,
         class_weight: dict | None, progress: Progress, stage: str, checkpoints: Checkpoints | None = None,
-        early_stopping: bool = True) -> dict:
-    """Compile and train ``model``, resuming from ``checkpoints``; returns the full per-epoch history."""
+        early_stopping: bool = True, steps_per_epoch: int | None = None) -> dict:
+    """Compile and train ``model``, resuming from ``checkpoints``; returns the full per-epoch history.
+    ``x`` is arrays, or with ``steps_per_epoch`` a batched input that carries its own sample weights."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     progress.stage(stage, epochs)
@@ -160,8 +164,10 @@ def fit(model, x, y, validation, *, epochs: int, learning_rate: float, batch_siz
     callbacks = [report]
     if early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(monitor, patience=patience, restore_best_weights=True))
-    model.fit(x, y, batch_size=batch_size, epochs=epochs, initial_epoch=saved["epoch"] if saved else 0,
-              validation_data=validation, class_weight=class_weight, shuffle=True, verbose=0, callbacks=callbacks)
+    batching = {"steps_per_epoch": steps_per_epoch} if steps_per_epoch else {
+        "batch_size": batch_size, "class_weight": class_weight, "shuffle": True}
+    model.fit(x, y, epochs=epochs, initial_epoch=saved["epoch"] if saved else 0, validation_data=validation,
+              verbose=0, callbacks=callbacks, **batching)
     if checkpoints:
         checkpoints.for_stage(stage).save(model, len(report.history["loss"]), report.history, done=True)
     return report.history
@@ -173,14 +179,21 @@ def best_epoch(history: dict) -> int:
     return int(np.argmin(losses))
 
 
-def _features(model, pixels, spec, progress: Progress, label: str) -> np.ndarray:
+def _features(model, pixels, spec, progress: Progress, label: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """``model``'s output for every image, or only for ``rows`` (the others stay zero: a worker's shard)."""
+    rows = np.arange(len(pixels)) if rows is None else rows
     outputs = []
-    progress.stage(label, len(pixels), unit="image")
-    for start in range(0, len(pixels), PREDICT_BATCH):
-        batch = data.model_input(pixels[start:start + PREDICT_BATCH], spec)
+    progress.stage(label, len(rows), unit="image")
+    for start in range(0, len(rows), PREDICT_BATCH):
+        batch = data.model_input(pixels[rows[start:start + PREDICT_BATCH]], spec)
         outputs.append(model.predict_on_batch(batch))
-        progress.step(min(start + PREDICT_BATCH, len(pixels)), len(pixels))
-    return np.concatenate(outputs)
+        progress.step(min(start + PREDICT_BATCH, len(rows)), len(rows))
+    computed = np.concatenate(outputs)
+    if len(rows) == len(pixels):
+        return computed
+    features = np.zeros((len(pixels), *computed.shape[1:]), dtype=computed.dtype)
+    features[rows] = computed
+    return features
 
 
 @dataclass
@@ -195,6 +208,7 @@ class Result:
     keeps_imagenet: bool
     qat_model: keras.Model | None = None
     curves: dict = field(default_factory=dict)
+    publishes: bool = True  # False on the workers of a cluster other than the chief
 
 
 def run_key(dataset: data.Dataset, config: TrainConfig) -> str:
@@ -209,6 +223,8 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
     progress = progress or Progress(bars=False)
     started = time.perf_counter()
     seconds = {}
+    member = distribute.cluster(config)
+    strategy = distribute.strategy(member) if member else None  # before any other TensorFlow op
     keras.utils.set_random_seed(config.seed)
 
     progress.stage("data")
@@ -218,25 +234,32 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
     pixels = data.load_pixels(dataset, spec)
     labels, classes = dataset.labels, dataset.classes
     paths = [s.path for s in dataset.samples]
+    if member:
+        work_dir = member.work_dir(work_dir)
     checkpoints = Checkpoints(Path(work_dir), run_key(dataset, config)) if work_dir else None
+    train_ids, val_ids, test_ids = (np.array(splits[k], dtype=int) for k in data.SPLITS)
+    rows = train_rows = None  # features of every image
+    if member:  # this worker's training shard; validation on all workers, test on the chief only
+        train_ids, test_ids = member.shard(train_ids), test_ids if member.chief else test_ids[:0]
+        rows, train_rows = np.sort(np.concatenate([train_ids, val_ids, test_ids])), train_ids
     seconds["data"] = time.perf_counter() - started
 
     blocks = config.finetune.trainable_blocks if config.finetune.enabled else 0
     classifier = build_classifier(config.input_size, len(classes), config.head.dropout, blocks)
 
     def compute_features():
-        arrays = {"original": _features(classifier.trunk, pixels, spec, progress, "features")}
+        arrays = {"original": _features(classifier.trunk, pixels, spec, progress, "features", rows)}
         for copy in range(config.augment.copies if config.augment.enabled else 0):
             transform = augment.pipeline(config.augment, config.input_size, seed=config.seed * 1000 + copy)
             augmented = augment.augment_batch(pixels, transform)
             arrays[f"augmented{copy}"] = _features(classifier.trunk, augmented, spec, progress,
-                                                   f"features (augmented copy {copy + 1})")
+                                                   f"features (augmented copy {copy + 1})", train_rows)
         return arrays
 
     stamp = time.perf_counter()
     if checkpoints:  # the features depend on the images, their size, augmentation, seed and the cut
-        depends = json.dumps([dataset.fingerprint(), config.input_size, config.augment.__dict__, config.seed, blocks],
-                             sort_keys=True)
+        depends = json.dumps([dataset.fingerprint(), config.input_size, config.augment.__dict__, config.seed, blocks]
+                             + ([member.workers, member.index] if member else []), sort_keys=True)
         features = checkpoints.cached(f"features-{hashlib.sha256(depends.encode()).hexdigest()[:16]}",
                                       compute_features)
     else:
@@ -249,7 +272,6 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
         embeddings, augmented_embeddings = features["original"], copies
     seconds["features"] = time.perf_counter() - stamp
 
-    train_ids, val_ids, test_ids = (np.array(splits[k], dtype=int) for k in data.SPLITS)
     weights = None
     if config.class_weights:
         present = np.unique(labels[train_ids])
@@ -267,10 +289,18 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
     head = head_model(embeddings.shape[1], len(classes), config.head.dropout)
     x, y = training_set(embeddings, augmented_embeddings)
     head_cfg: HeadConfig = config.head
-    curves = {"head": fit(head, x, y, validation(embeddings), epochs=head_cfg.epochs,
+    trained, steps = head, None
+    if member:  # the same head trained by the cluster: a copy on every worker, gradients all-reduced
+        with strategy.scope():
+            trained = head_model(embeddings.shape[1], len(classes), head_cfg.dropout)
+        total = len(splits["train"]) * (1 + len(augmented_embeddings))  # training rows of all workers
+        (x, steps), y = distribute.sharded_input(x, y, weights, head_cfg.batch_size, config.seed, total), None
+    curves = {"head": fit(trained, x, y, validation(embeddings), epochs=head_cfg.epochs,
                           learning_rate=head_cfg.learning_rate, batch_size=head_cfg.batch_size,
                           patience=head_cfg.patience, class_weight=weights, progress=progress, stage="head",
-                          checkpoints=checkpoints)}
+                          checkpoints=checkpoints, steps_per_epoch=steps)}
+    if member:
+        head.set_weights(trained.get_weights())  # a plain copy: evaluation and export stay on this worker
     classifier.model.get_layer("probabilities").set_weights(head.get_layer("probabilities").get_weights())
     seconds["head"] = time.perf_counter() - stamp
     metrics = {}
@@ -347,7 +377,7 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
     }
     check = [load_image(dataset.root / paths[i]) for i in (test_ids if len(test_ids) else train_ids)[:2]]
     return Result(model, classes, spec, config, card, check, keeps_imagenet=not blocks, qat_model=qat_model,
-                  curves=curves)
+                  curves=curves, publishes=member is None or member.chief)
 
 
 def _evaluate(model, inputs, labels, ids, classes, paths) -> dict:
