@@ -111,20 +111,21 @@ def card_for(config, window: int, data, series, metrics: dict, history: dict, se
 def run(config, registry: Registry, progress, resume: bool = False, report: bool = True,
         echo=click.echo) -> dict:
     """Steps 2–7 for a loaded config; returns a summary (versions, best window, metrics, files)."""
-    from export import series_export
-    from training import series_data, series_report, series_train
-    from training.tf import tf
-
-    tf.get_logger().setLevel("ERROR")  # retracing notices when several windows are trained in one process
-    warnings.filterwarnings("ignore", message=".*HDF5 file.*")  # the document's modelo.h5 is what we want
+    from training import series_data
 
     progress.update(step=STEPS[1])
     for folder in (config.model_dir, config.checkpoints, config.predictions.parent):
         folder.mkdir(parents=True, exist_ok=True)
     progress.update(step=STEPS[2])
-    series = series_data.load_folder(config.data, config.column)
+    series = series_data.load_folder(config.data, config.column)  # bad data fails before TensorFlow loads
     for item in series:
         echo(f"data {item.name}: {json.dumps(item.report, ensure_ascii=False)}")
+    from export import series_export
+    from training import series_report, series_train
+    from training.tf import tf
+
+    tf.get_logger().setLevel("ERROR")  # retracing notices when several windows are trained in one process
+    warnings.filterwarnings("ignore", message=".*HDF5 file.*")  # the document's modelo.h5 is what we want
     runs = []
     for window in config.windows:
         progress.update(step=STEPS[3], window=window)

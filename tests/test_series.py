@@ -279,3 +279,23 @@ def test_a_training_job_starts_with_the_documents_parameters_and_can_be_cancelle
         assert admin.post(f"/api/v1/jobs/{job['id']}/cancel").json["state"] == "cancelled"
     finally:
         kill_active_jobs(dl_app)
+
+
+# --- the command line's exit codes (before any TensorFlow) ----------------------------------------------
+
+def test_riim_series_train_exit_codes_name_the_problem(tmp_path):
+    from click.testing import CliRunner
+
+    from cli.series import train
+
+    path = tmp_path / "configuracion.json"
+    path.write_text(json.dumps({**DOCUMENT, "ventana": 1}))
+    result = CliRunner().invoke(train, ["--config", str(path), "--no-report"])
+    assert result.exit_code == 2 and "ventana" in result.output
+    path.write_text(json.dumps(DOCUMENT))
+    (tmp_path / "datos" / "forex").mkdir(parents=True)
+    write(tmp_path / "datos" / "forex", "date,close\n2024-01-01,1\n2024-01-01,2\n", "eurusd.csv")
+    result = CliRunner().invoke(train, ["--config", str(path), "--models-dir", str(tmp_path / "store")])
+    assert result.exit_code == 3 and "eurusd.csv: 1 duplicated dates" in result.output
+    assert (tmp_path / "modelos").is_dir() and (tmp_path / "checkpoints").is_dir()  # step 2 ran
+    assert CliRunner().invoke(train, ["--no-report"]).exit_code == 2
