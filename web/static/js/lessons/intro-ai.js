@@ -2,29 +2,12 @@
 // numbers (how wide and how tall the garment is). Training moves the line step by step; prediction labels
 // photos it never saw. Demo (mount) and a predict-then-reveal exercise (exercise).
 import { element, formatNumber, labelText, percent } from "../render.js";
+import { loadGarments, shapeFeatures, thumbnail } from "./garments.js";
 
 const Chart = globalThis.Chart;
 const PAIRS = ["sneaker,bag", "tshirt,trouser", "dress,coat", "sandal,ankle_boot"];
 const COLOURS = ["#0d6efd", "#fd7e14"];
 const LEARNING_RATE = 4;
-const INK = 60;  // a pixel brighter than this (0-255) is part of the garment
-
-/** Two numbers per 28×28 photo: the share of columns and of rows that contain part of the garment. */
-export function shapeFeatures(pixels) {
-  let columns = 0;
-  let rows = 0;
-  for (let i = 0; i < 28; i += 1) {
-    let column = false;
-    let row = false;
-    for (let j = 0; j < 28; j += 1) {
-      column ||= pixels[j * 28 + i] > INK;
-      row ||= pixels[i * 28 + j] > INK;
-    }
-    columns += column;
-    rows += row;
-  }
-  return [columns / 28, rows / 28];
-}
 
 /** The model's answer for one point: the probability that it is the second class (logistic regression). */
 export function predict(model, [width, height]) {
@@ -51,21 +34,6 @@ export function trainStep(model, points, labels, learningRate) {
 
 const accuracy = (model, points, labels) => points.filter((point, i) => (predict(model, point) > 0.5) === (labels[i] === 1)).length / points.length;
 
-function decode(encoded) {
-  const bytes = Uint8Array.from(atob(encoded.data), (c) => c.charCodeAt(0));
-  const size = encoded.shape[1] * encoded.shape[2];
-  return Array.from({ length: encoded.shape[0] }, (_, i) => bytes.subarray(i * size, (i + 1) * size));
-}
-
-/** A 28×28 grey photo on a small canvas. */
-export function thumbnail(pixels, label) {
-  const canvas = element("canvas", { className: "garment-thumb", attrs: { width: 28, height: 28, role: "img", "aria-label": label } });
-  const image = new ImageData(28, 28);
-  pixels.forEach((value, i) => image.data.set([value, value, value, 255], i * 4));
-  canvas.getContext("2d").putImageData(image, 0, 0);
-  return canvas;
-}
-
 /** The decision line w·x + b = 0 clipped to the plotted box (empty if it does not cross it). */
 function boundary(model, box) {
   const [a, c] = model.w;
@@ -86,16 +54,6 @@ function plotBox(points) {
   const [x0, x1] = range(0);
   const [y0, y1] = range(1);
   return { x0, x1, y0, y1 };
-}
-
-async function loadPair(ctx, pair) {
-  const quick = ctx.quick;
-  const data = await ctx.api(`/api/v1/learn/garments?classes=${pair}&count=${quick ? 15 : 30}&test=${quick ? 8 : 20}`);
-  const part = (name) => {
-    const images = decode(data[name].pixels);
-    return { images, points: images.map(shapeFeatures), labels: data[name].labels };
-  };
-  return { classes: data.classes, train: part("train"), test: part("test") };
 }
 
 export async function mount(root, ctx) {
@@ -133,7 +91,7 @@ export async function mount(root, ctx) {
     const mine = ++run;
     again.disabled = true;
     root.dataset.state = "loading";
-    const data = await loadPair(ctx, select.value);
+    const data = await loadGarments(ctx, select.value, shapeFeatures);
     if (mine !== run) return;
     const names = data.classes.map(labelText);
     const model = { w: [1, -1], b: 0 };  // a deliberately wrong start, so the line has to move
