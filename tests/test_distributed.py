@@ -66,6 +66,8 @@ def runs(tmp_path_factory):
     return root, finished
 
 
+@pytest.mark.tensorflow  # in the child processes
+@pytest.mark.slow
 def test_two_workers_train_one_model_and_publish_it_once(runs):
     root, finished = runs
     for key, (code, out, err) in finished.items():
@@ -90,6 +92,8 @@ def test_two_workers_train_one_model_and_publish_it_once(runs):
     assert any(a.shape == published["kernel"].shape and np.allclose(a, published["kernel"]) for a in arrays)
 
 
+@pytest.mark.tensorflow
+@pytest.mark.slow
 def test_accuracy_matches_a_single_worker(runs, tmp_path):
     """Both published ONNX models on 90 unseen Fashion-MNIST test images: same accuracy within noise."""
     from training import data, importers
