@@ -95,7 +95,7 @@ export async function mount(root, ctx) {
     if (mine !== run) return;
     const names = data.classes.map(labelText);
     const model = { w: [1, -1], b: 0 };  // a deliberately wrong start, so the line has to move
-    const steps = ctx.quick ? 25 : 60;
+    const steps = 60;  // quick mode only skips the animation delay
     const trainSet = (label) => data.train.points.filter((_, i) => data.train.labels[i] === label).map(([x, y]) => ({ x, y }));
     chart.data.datasets = [
       { label: `${names[0]} (${t("lesson.intro-ai.examples")})`, data: trainSet(0), backgroundColor: COLOURS[0], pointRadius: 4 },
