@@ -9,10 +9,11 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: setup run serve test test-fast models clean-models help
+.PHONY: setup run serve worker test test-fast models clean-models help
 help:
 	@echo "make run    set up, build the default model if needed, serve http://$(HOST):$(PORT)"
-	@echo "make serve  production serving with gunicorn ((2 x cores) + 1 workers, RIIM_WORKERS=N)"
+	@echo "make serve  production serving with gunicorn ((2 x cores) + 1 workers, RIIM_WORKERS=N) and a job worker"
+	@echo "make worker one more worker for the training jobs queued by make serve"
 	@echo "make test   set up and run the whole test suite"
 	@echo "make test-fast  set up and run the tests that need no TensorFlow (under 2 minutes)"
 	@echo "make setup  only the set-up (idempotent)"
@@ -71,6 +72,9 @@ run: models
 # Rate limits are shared by all workers in Redis: RIIM_RATELIMIT_STORAGE_URI=redis://host:6379 names one;
 # otherwise, when redis-server is installed, a private one runs as long as gunicorn does, on a socket in
 # instance/ that only you can open (no port); without it each worker counts on its own (a warning says so).
+# Training jobs wait in the same Redis (RQ) for RIIM_JOB_WORKERS (default 1) `riim worker` processes started
+# here; `make worker` adds one more (RIIM_JOBS_QUEUE_URL, else this private Redis). Without Redis (and with
+# `make run`) the web process runs one job at a time itself: a second one gets 409.
 serve: models
 	@mkdir -p instance
 	@uri="$$RIIM_RATELIMIT_STORAGE_URI"; sock="$(CURDIR)/instance/redis.sock"; \
@@ -82,12 +86,26 @@ serve: models
 	  for try in $$(seq 50); do redis-cli -s "$$sock" ping >/dev/null 2>&1 && break; sleep 0.1; done; \
 	  redis-cli -s "$$sock" ping >/dev/null 2>&1 || { echo "ERROR: redis-server did not start (see instance/redis.log)"; exit 1; }; \
 	  uri="redis+unix://$$sock"; echo "==> rate limits shared by all workers: a private redis-server on $$sock"; \
+	  export RIIM_JOBS_QUEUE_URL="$${RIIM_JOBS_QUEUE_URL:-unix://$$sock}"; \
 	else uri="memory://"; \
 	  echo "WARNING: redis-server is not installed: each gunicorn worker counts rate limits on its own, so a client gets up to (workers x) the limits (apt-get install redis-server, or RIIM_RATELIMIT_STORAGE_URI=redis://host:6379)"; \
+	fi; \
+	if [ -n "$$RIIM_JOBS_QUEUE_URL" ]; then \
+	  for n in $$(seq $${RIIM_JOB_WORKERS:-1}); do $(BIN)/riim worker >> instance/worker.log 2>&1 & workers="$$workers $$!"; done; \
+	  trap 'kill $$redis_pid $$workers 2>/dev/null' EXIT; \
+	  echo "==> training jobs queue in Redis for $${RIIM_JOB_WORKERS:-1} riim worker(s) (log: instance/worker.log; more: make worker)"; \
 	fi; \
 	echo "==> serving RIIM with gunicorn on http://$(HOST):$(PORT) (Ctrl-C to stop; reload: kill -HUP \$$(cat instance/gunicorn.pid))"; \
 	RIIM_ENV=$${RIIM_ENV:-production} RIIM_RATELIMIT_STORAGE_URI="$$uri" \
 	  $(BIN)/gunicorn -c app/gunicorn.conf.py --bind $(HOST):$(PORT) --pid instance/gunicorn.pid
+
+# One more worker for the queued training jobs of `make serve` (on this machine, or on another one that sees
+# the same instance folder and database: RIIM_JOBS_QUEUE_URL=redis://host:6379/0).
+worker: setup
+	@sock="$(CURDIR)/instance/redis.sock"; \
+	url="$${RIIM_JOBS_QUEUE_URL:-$$( [ -S "$$sock" ] && echo "unix://$$sock" )}"; \
+	[ -n "$$url" ] || { echo "ERROR: no queue: start make serve first, or set RIIM_JOBS_QUEUE_URL=redis://host:6379/0"; exit 1; }; \
+	echo "==> riim worker on $$url (Ctrl-C to stop)"; RIIM_JOBS_QUEUE_URL="$$url" $(BIN)/riim worker
 
 test: setup
 	@echo "==> running the test suite"

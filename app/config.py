@@ -25,6 +25,9 @@ class Config:
     UPLOAD_RETENTION_DAYS = 30  # delete stored uploads older than this at start-up; 0 = keep forever
     UPLOAD_ORPHAN_GRACE_SECONDS = 600  # a file this young may belong to a transaction still running
     JOBS_RETENTION_DAYS = 7  # empty finished jobs' folders (image copies, work files) after this; 0 = never
+    JOBS_QUEUE_URL = ""  # redis://host:6379/0 (or unix:///path): jobs wait in RQ for `riim worker`s; "" = run here
+    JOBS_RETRIES = 1  # a queued job whose driver dies without finishing (killed, out of memory) runs again once
+    JOBS_TIMEOUT_SECONDS = 6 * 3600  # a worker stops a job running longer than this
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = False

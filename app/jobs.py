@@ -37,6 +37,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -68,6 +69,10 @@ KEEP_FILES = ("log.txt", "progress.json", "stages.json", "job.json", "config.jso
 LOG_TAIL = 20_000  # characters of the log returned by the API
 MAX_ID = 2**63 - 1  # the largest SQLite integer: a larger job id in a URL is a 404
 DRIVER = "cli.job_driver"  # run as ``python -m DRIVER <job folder>``; the web process never imports it
+QUEUE_NAME = "riim-jobs"  # the RQ queue when JOBS_QUEUE_URL is set
+WORKER_TASK = "cli.worker.run_job"  # what an RQ worker (`riim worker`) runs for a job: named, never imported here
+RQ_WAITING = ("queued", "deferred", "scheduled", "started")  # RQ states of a job that may still run
+HOST = socket.gethostname()
 
 
 def now() -> dt.datetime:
@@ -113,18 +118,53 @@ class Job(db.Model):
 # --- processes ---------------------------------------------------------------------------------------
 
 def record_driver(directory: Path, process: psutil.Process) -> float:
-    """Write the driver's pid and start time into the job's folder; answers the start time."""
+    """Write the driver's pid, start time and host into the job's folder; answers the start time."""
     started = process.create_time()
-    atomic.write_bytes(directory / DRIVER_FILE, json.dumps({"pid": process.pid, "create_time": started}).encode())
+    atomic.write_json(directory / DRIVER_FILE, {"pid": process.pid, "create_time": started, "host": HOST})
     return started
 
 
 def driver_start(job: Job) -> float | None:
-    """The start time recorded for the job's driver, if it is recorded for this pid."""
+    """The start time recorded for the job's driver, if it is recorded for this pid on this host."""
     record = atomic.read_json(Path(job.directory) / DRIVER_FILE) if job.pid and job.directory else None
-    if not record or record.get("pid") != job.pid or not isinstance(record.get("create_time"), (int, float)):
+    if not record or record.get("pid") != job.pid or not isinstance(record.get("create_time"), (int, float)) \
+            or record.get("host", HOST) != HOST:
         return None
     return float(record["create_time"])
+
+
+# --- the queue: RQ on Redis when JOBS_QUEUE_URL is set ------------------------------------------------
+
+def job_queue():
+    """The RQ queue the workers (`riim worker`) take jobs from, or None: then the web process starts each
+    job's driver itself, one job at a time (JOBS_MAX_RUNNING; a second one gets 409)."""
+    url = current_app.config["JOBS_QUEUE_URL"]
+    if not url:
+        return None
+    if "riim.queue" not in current_app.extensions:
+        from redis import Redis
+        from rq import Queue
+
+        current_app.extensions["riim.queue"] = Queue(QUEUE_NAME, connection=Redis.from_url(url))
+    return current_app.extensions["riim.queue"]
+
+
+def queued_id(job: Job) -> str:
+    return f"riim-job-{job.id}"
+
+
+def queue_state(job: Job) -> str | None:
+    """The job's state in the queue (queued, started, failed…), None without a queue or if it is not there."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job as QueuedJob
+
+    queue = job_queue()
+    if queue is None:
+        return None
+    try:
+        return QueuedJob.fetch(queued_id(job), connection=queue.connection).get_status(refresh=True)
+    except NoSuchJobError:
+        return None
 
 
 def names_folder(cmdline: list[str] | None, directory: str) -> bool:
@@ -156,9 +196,14 @@ def processes(job: Job) -> list[psutil.Process]:
 
 
 def alive(job: Job) -> bool:
-    """Whether the job's driver still runs: its pid is live (not a zombie), started at the recorded time and
-    its command line names the job's folder."""
+    """Whether the job may still run. With a queue: while RQ holds it (queued, or started: then its worker
+    decides its end — a retry, a failure — even when the driver is gone). Else its driver on this host is live
+    (not a zombie), started at the recorded time and its command line names the job's folder."""
+    if job_queue() is not None and (state := queue_state(job)) is not None:
+        return state in RQ_WAITING
     started = driver_start(job)
+    if started is None:
+        return False
     try:
         driver = psutil.Process(job.pid) if started is not None else None
         return (bool(driver) and driver.status() != psutil.STATUS_ZOMBIE
@@ -409,11 +454,16 @@ def _options() -> dict:
             "export": current_app.config["JOBS_EXPORT"], "export_repeats": current_app.config["JOBS_EXPORT_REPEATS"]}
 
 
+def check_capacity() -> None:
+    """409 when the web process runs jobs itself and JOBS_MAX_RUNNING are running; with a queue, jobs wait."""
+    if job_queue() is None and len(active_jobs()) >= current_app.config["JOBS_MAX_RUNNING"]:
+        raise ApiError(409, "job_running")
+
+
 def start(project: str) -> Job:
     """Create the job's folder and row and start its driver process (its own process group)."""
     labelling.get_project(project)
-    if len(active_jobs()) >= current_app.config["JOBS_MAX_RUNNING"]:
-        raise ApiError(409, "job_running")
+    check_capacity()
     options = _options()
     registry = model_cache().registry
     parent = registry.current(project) if project in registry.models(IMAGE_TASK) else None
@@ -449,8 +499,7 @@ def start_kind(name: str, options) -> Job:
     if not isinstance(options, dict):
         raise ApiError(400, "bad_param", name="options", value=str(options)[:80])
     options = kind.parse(options)
-    if len(active_jobs()) >= current_app.config["JOBS_MAX_RUNNING"]:
-        raise ApiError(409, "job_running")
+    check_capacity()
     job = Job(kind=name, project=kind.model(options), state="queued", user=current_user().username, created=now(),
               directory="", options=options)
     db.session.add(job)
@@ -468,7 +517,15 @@ def start_kind(name: str, options) -> Job:
 
 
 def _launch(job: Job, directory: Path) -> Job:
-    """Start the job's driver process in its own process group and supervise it."""
+    """Queue the job for the workers, or (no queue) start its driver in its own process group and supervise it."""
+    if (queue := job_queue()) is not None:
+        from rq import Retry
+
+        retries = current_app.config["JOBS_RETRIES"]
+        queue.enqueue_call(WORKER_TASK, args=(str(directory),), job_id=queued_id(job),
+                           timeout=current_app.config["JOBS_TIMEOUT_SECONDS"], result_ttl=7 * 24 * 3600,
+                           failure_ttl=7 * 24 * 3600, retry=Retry(max=retries) if retries else None)
+        return job
     with open(directory / "log.txt", "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", DRIVER, str(directory)], stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
@@ -490,7 +547,12 @@ def cancel(job: Job) -> Job:
     if job.state not in ACTIVE:
         raise ApiError(409, "job_finished", id=job.id, state=job.state)
     _end(job.id, "cancelled", error="cancelled by " + current_user().username)
-    stop(job)
+    stop(job)  # a driver on another host stops itself: its worker sees the state (cli/worker.py)
+    if job_queue() is not None and queue_state(job) in ("queued", "deferred", "scheduled"):
+        from rq.job import Job as QueuedJob
+
+        with contextlib.suppress(Exception):  # already taken by a worker: it skips a cancelled job
+            QueuedJob.fetch(queued_id(job), connection=job_queue().connection).cancel()
     db.session.refresh(job)
     return job
 

@@ -5,8 +5,11 @@ another kind (:mod:`app.job_kinds`) runs its planned `riim` stages in order (:cl
 """
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -234,7 +237,36 @@ class KindDriver(Driver):
         self.set(state="succeeded", finished=now(), stage="done", result=result, version=progress.get("version"))
 
 
+DIE_WITH = "RIIM_DRIVER_DIES_WITH"  # set by `riim worker` to its pid: the driver ends when that process does
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_worker() -> None:
+    """SIGTERM this driver when the worker named by :data:`DIE_WITH` ends (Linux ``prctl``), now if it already has."""
+    if not os.environ.get(DIE_WITH):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(os.environ[DIE_WITH]):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def fail_on_sigterm(driver: Driver) -> None:
+    """SIGTERM (cancel, or the worker that started this driver ended): the job, if still active, fails; then
+    the whole process group goes, so no child publishes later."""
+    def stopped(signum, frame):
+        with Session(driver.engine) as session:
+            session.execute(update(Job).where(Job.id == driver.spec["id"], Job.state.in_(ACTIVE)).values(
+                state="failed", finished=now(), error="stopped: the worker running the job ended, or it was killed"))
+            session.commit()
+        os.killpg(0, signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, stopped)
+
+
 if __name__ == "__main__":
     folder = Path(sys.argv[1])
     kind = json.loads((folder / "job.json").read_text()).get("kind")
-    (KindDriver if kind else Driver)(folder).run()
+    job_driver = (KindDriver if kind else Driver)(folder)
+    fail_on_sigterm(job_driver)
+    die_with_worker()
+    job_driver.run()

@@ -1,11 +1,18 @@
 """Small helpers shared by tests."""
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
+import socket
+import subprocess
 import time
 from collections.abc import Callable
 from typing import TypeVar
+
+import pytest
+import redis
 
 T = TypeVar("T")
 
@@ -36,3 +43,34 @@ def kill_active_jobs(app) -> None:
                 os.killpg(job.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def redis_server():
+    """A real, throw-away redis-server on 127.0.0.1 (Debian package redis-server); yields its URL."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.fail("redis-server is not installed: apt-get install redis-server (make setup does it as root)")
+    port = free_port()
+    server = subprocess.Popen([executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port, socket_connect_timeout=1)
+
+        def answers():
+            try:
+                return client.ping()
+            except redis.ConnectionError:
+                return False
+
+        wait_until(answers, 10, "redis-server did not answer PING")
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

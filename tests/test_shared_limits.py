@@ -6,55 +6,28 @@ import http.client
 import io
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import redis
 from PIL import Image
 
 from tests.conftest import serving_app
-from tests.support import wait_until
+from tests.support import free_port, redis_server, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 LOGIN_LIMIT = 5
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def redis_uri():
     """A real, throw-away redis-server on 127.0.0.1 (Debian package redis-server), stopped afterwards."""
-    executable = shutil.which("redis-server")
-    if executable is None:
-        pytest.fail("redis-server is not installed: apt-get install redis-server (make setup does it as root)")
-    port = free_port()
-    server = subprocess.Popen([executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        client = redis.Redis(port=port, socket_connect_timeout=1)
-
-        def answers():
-            try:
-                return client.ping()
-            except redis.ConnectionError:
-                return False
-
-        wait_until(answers, 10, "redis-server did not answer PING")
-        yield f"redis://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with redis_server() as uri:
+        yield uri
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
