@@ -172,3 +172,70 @@ def test_smoke_test_passes_against_a_live_server(tiny_registry, tmp_path, monkey
         assert smoke_test.main(["--url", url, "--photo", str(photo), "--expect", "no-such-label"]) == 1
     with pytest.raises(SystemExit, match="not ready"):
         smoke_test.main(["--url", url, "--photo", str(photo), "--timeout", "1"])
+
+
+# --- PostgreSQL: the path for many web hosts (docs/deploy.md) --------------------------------------------
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture(scope="module")
+def postgresql():
+    """A throw-away PostgreSQL 15 on 127.0.0.1 (Debian package ``postgresql``; the ``postgres`` user when
+    we are root, since initdb refuses root); yields its SQLAlchemy URL (driver pg8000)."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    if not (PG_BIN / "initdb").is_file():
+        pytest.skip("PostgreSQL server not installed (apt-get install postgresql); SQLite is the default")
+    pytest.importorskip("pg8000", reason="PostgreSQL driver not installed (pip install pg8000)")
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="riim-postgresql-"))  # not under pytest's root-only folder
+    if as_user:
+        shutil.chown(folder, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pgdata, log = folder / "data", folder / "log.txt"
+    run = lambda *args: subprocess.run(as_user + list(args), check=True, capture_output=True, timeout=60)  # noqa: E731
+    run(str(PG_BIN / "initdb"), "-D", str(pgdata), "-U", "riim", "--auth=trust", "-E", "UTF8", "--no-sync")
+    run(str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-l", str(log), "-w", "start", "-o",
+        f"-h 127.0.0.1 -p {port} -k {folder} -F")
+    try:
+        run(str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "riim", "riim")
+        yield f"postgresql+pg8000://riim@127.0.0.1:{port}/riim"
+    finally:
+        run(str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop")
+        shutil.rmtree(folder)
+
+
+def test_migrations_and_a_job_row_on_postgresql(postgresql, tiny_registry, tmp_path, monkeypatch):
+    """RIIM_SQLALCHEMY_DATABASE_URI moves the database to PostgreSQL: the same Alembic migrations, the same
+    models (a job row with its JSON options and timezone-aware times round-trips)."""
+    from sqlalchemy import inspect, select
+
+    from app.db import db
+    from app.jobs import Job
+
+    monkeypatch.setenv("RIIM_INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.setenv("RIIM_SQLALCHEMY_DATABASE_URI", postgresql)
+    app = serving_app({"MODELS_DIR": str(tiny_registry.root)})
+    with app.app_context():
+        assert db.engine.dialect.name == "postgresql"
+        tables = set(inspect(db.engine).get_table_names())
+        assert {"alembic_version", "job", "prediction"} <= tables, tables
+        options = {"config": {"head": {"epochs": 3}}, "auto_promote": False, "note": "ñandú"}
+        job = Job(project="cats", user="teacher", directory=str(tmp_path / "job"), options=options)
+        db.session.add(job)
+        db.session.commit()
+        job_id = job.id
+        db.session.expunge_all()
+        loaded = db.session.scalar(select(Job).where(Job.id == job_id))
+        assert (loaded.project, loaded.state, loaded.options) == ("cats", "queued", options)
+        assert loaded.created.tzinfo is not None
+    again = serving_app({"MODELS_DIR": str(tiny_registry.root)})  # a second start: migrations are a no-op
+    with again.app_context():
+        assert db.session.scalar(select(Job.project).where(Job.id == job_id)) == "cats"
