@@ -30,6 +30,7 @@ from app.inference import model_cache
 from app.security import csrf
 from models import atomic
 from models import series as ts
+from models.real_data import MissingDataError
 from models.registry import RegistryError
 
 bp = Blueprint("dl", __name__, url_prefix="/api/v1/dl")
@@ -243,6 +244,17 @@ def model_info():
                    numpy=metadata.version("numpy"),
                    models=[_summary(name) for task in TASKS for name in registry.models(task)],
                    series=sorted(ts.SERIES), train_endpoints=sorted(f"/api/v1/dl/{e}" for e in PRESETS))
+
+
+@bp.get("/series/<name>")
+def bundled(name: str):
+    """A real series bundled with statsmodels (co2, sunspots) as JSON, for the lessons' in-browser demos."""
+    if name not in ts.BUNDLED:
+        raise ApiError(404, "series_unknown", name=name[:80], known=", ".join(ts.BUNDLED))
+    try:
+        return jsonify(ts.bundled_series(name))
+    except MissingDataError as error:
+        raise ApiError(503, "lesson_data_missing", reason=str(error)) from None
 
 
 @bp.get("/evaluation")

@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import csv
 import math
 from dataclasses import dataclass
 
@@ -21,6 +22,23 @@ HORIZON_FRACTION = 0.3  # the source document: predict 30 % of the window width
 # The real series `riim data import series` writes (training/series_data.py), each with its season in steps
 # (5 trading days, 52 weeks, the 11-year solar cycle) for the seasonal-naive baseline.
 SERIES = {"msft": 5, "msft-spread": 5, "stocks": 5, "co2": 52, "sunspots": 11}
+BUNDLED = {"co2": ("co2/co2.csv", "co2"), "sunspots": ("sunspots/sunspots.csv", "SUNACTIVITY")}  # statsmodels files
+
+
+def bundled_series(name: str) -> dict:
+    """``{"name", "dates", "values"}`` of a real series bundled as a CSV file with statsmodels (``co2`` weekly
+    with its missing weeks as None, ``sunspots`` yearly), read without importing statsmodels (for serving)."""
+    from models.real_data import package_dir
+
+    folder = package_dir("statsmodels", "pip install statsmodels") / "datasets"
+    path, column = BUNDLED[name]
+    dates, values = [], []
+    with open(folder / path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            stamp = row.get("date") or row["YEAR"].split(".")[0]
+            dates.append(f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}" if len(stamp) == 8 else stamp)
+            values.append(float(row[column]) if row[column] not in ("", "NA", "nan") else None)
+    return {"name": name, "dates": dates, "values": values, "season": SERIES[name]}
 
 
 def horizon_for(window: int) -> int:
