@@ -13,10 +13,14 @@ Report: accuracy per label count for both strategies, and the label savings at e
 accuracy random sampling reaches, how many labels uncertainty sampling needed for the same accuracy.
 
     .venv/bin/python benchmarks/bench_active.py            # ~2 min the first time (embeddings), then seconds
+
+``--json PATH`` also stores the measurement (curves, settings, model version and ONNX sha256): the
+active-learning lesson draws ``web/lessons/measured/active-learning.json``, written this way.
 """
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import time
 from pathlib import Path
 
@@ -25,6 +29,7 @@ from sklearn.linear_model import LogisticRegression
 
 from app.inference import LoadedModel
 from app.labelling import uncertainty
+from models import atomic
 from models.preprocess import preprocess_batch
 from models.registry import DEFAULT_ROOT, Registry
 from training import importers
@@ -104,7 +109,9 @@ def main() -> None:
     parser.add_argument("--model", default="animals")
     parser.add_argument("--models-dir", default=str(DEFAULT_ROOT))
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "riim")
+    parser.add_argument("--json", type=Path, help="also store the measurement in this JSON file")
     args = parser.parse_args()
+    started = time.perf_counter()
     data = embeddings(args.cache, args.pool, args.test, args.models_dir, args.model)
     counts = list(range(args.start, args.budget + 1, args.step))
     curves = {strategy: np.mean([curve(data, strategy, counts, seed) for seed in range(args.seeds)], axis=0)
@@ -115,12 +122,33 @@ def main() -> None:
     for i, count in enumerate(counts):
         print(f"{count:6d}  {curves['random'][i]:.3f}   {curves['margin'][i]:.3f}")
     print("label savings at equal accuracy (labels random needs → labels margin needs):")
+    savings = []
     for i in range(1, len(counts), max(1, len(counts) // 4)):
         target = curves["random"][i]
         needed = labels_needed(counts, list(curves["margin"]), target)
         if needed is not None:
             print(f"  accuracy {target:.3f}: random {counts[i]}, margin {needed:.0f} "
                   f"({1 - needed / counts[i]:.0%} fewer labels)")
+            savings.append({"accuracy": round(float(target), 4), "random": counts[i], "margin": round(needed, 1)})
+    if args.json:
+        store(args, counts, curves, savings, time.perf_counter() - started)
+
+
+def store(args, counts: list[int], curves: dict, savings: list[dict], seconds: float) -> None:
+    """The measurement as JSON (atomic write), with what it was measured on and how to repeat it."""
+    registry = Registry(args.models_dir)
+    version = registry.resolve(args.model)
+    card = registry.card(args.model, version)
+    atomic.write_json(args.json, {
+        "measured": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "benchmarks/bench_active.py " + " ".join(
+            f"--{key} {getattr(args, key)}" for key in ("pool", "test", "start", "step", "budget", "seeds")),
+        "model": {"name": args.model, "version": version, "onnx_sha256": card["files"]["onnx"]["sha256"]},
+        "data": "Fashion-MNIST (Debian dataset-fashion-mnist), embeddings of the model, logistic regression",
+        "pool": args.pool, "test": args.test, "seeds": args.seeds, "seconds": round(seconds, 1),
+        "labels": counts, "accuracy": {name: [round(float(a), 4) for a in values] for name, values in curves.items()},
+        "savings": savings})
+    print(f"stored {args.json}")
 
 
 if __name__ == "__main__":
