@@ -1,7 +1,7 @@
 """A photo or drawing of ONE handwritten digit → an MNIST-like 28×28 input, step by step.
 
-The same steps MNIST's authors used, made explicit so students can watch them: greyscale → shrink to a
-working size → contrast stretch → white ink on black (the border decides the polarity) → Otsu threshold →
+The same steps MNIST's authors used, made explicit so students can watch them: greyscale → shrink (or
+enlarge) to a working size → contrast stretch → white ink on black (the border decides the polarity) → Otsu threshold →
 8-connected components: the largest one plus the pieces close to it (the bar of a 5, a 4 drawn in two
 strokes) → crop → longest side scaled to 20 px keeping the aspect (antialiased triangle filter) →
 centre of mass placed at the centre of a 28×28 frame. Values in [0, 1], white digit on black.
@@ -25,6 +25,7 @@ import numpy as np
 SIZE = 28  # MNIST frame
 BOX = 20  # the digit's longest side inside the frame
 WORK_SIDE = 160  # larger pictures are shrunk to this longest side first
+SMALL_SIDE = 32  # smaller ones (an 8×8 scan, a 28×28 crop) are enlarged to it: thresholds need some pixels
 MIN_CONTRAST = 0.2  # (bright − dark) grey / 255 below this: nothing drawn (paper noise, blank canvas)
 TAIL = 0.005  # dark and bright are the 0.5 % and 99.5 % points of the grey values (specks do not count)
 NOISE_FRACTION = 0.02  # components smaller than this × the largest are dust, ignored
@@ -176,8 +177,9 @@ def preprocess(rgb: np.ndarray) -> Result:
     luma = grey(rgb)
     height, width = luma.shape
     longest = max(height, width)
-    if longest > WORK_SIDE:
-        height, width = max(1, _round(height * WORK_SIDE / longest)), max(1, _round(width * WORK_SIDE / longest))
+    if longest > WORK_SIDE or longest < SMALL_SIDE:
+        side = WORK_SIDE if longest > WORK_SIDE else SMALL_SIDE
+        height, width = max(1, _round(height * side / longest)), max(1, _round(width * side / longest))
         luma = resize(luma, height, width)
     steps = {"grey": luma / 255.0}
     ordered = np.sort(luma, axis=None)

@@ -4,6 +4,7 @@
 export const SIZE = 28;
 const BOX = 20;
 const WORK_SIDE = 160;
+const SMALL_SIDE = 32;
 const MIN_CONTRAST = 0.2;
 const TAIL = 0.005;
 const NOISE_FRACTION = 0.02;
@@ -129,8 +130,9 @@ const near = (box, other, margin) => other[0] <= box[1] + margin && other[1] >= 
 export function preprocess(pixels, width, height, channels = 4) {
   let luma = grey(pixels, width, height, channels);
   const longest = Math.max(height, width);
-  if (longest > WORK_SIDE) {
-    luma = resize(luma, Math.max(1, round(height * WORK_SIDE / longest)), Math.max(1, round(width * WORK_SIDE / longest)));
+  if (longest > WORK_SIDE || longest < SMALL_SIDE) {
+    const side = longest > WORK_SIDE ? WORK_SIDE : SMALL_SIDE;
+    luma = resize(luma, Math.max(1, round(height * side / longest)), Math.max(1, round(width * side / longest)));
   }
   ({ height, width } = luma);
   const steps = { grey: image(height, width, luma.data.map((v) => v / 255)) };
