@@ -60,9 +60,15 @@ def runs(tmp_path_factory):
                                         "--task-index", str(i)) for i in range(2)}
     started["single"] = riim_train(data_dir, root / "single-store", root / "single-work", "alone")
     finished = {}
-    for key, process in started.items():
-        out, err = process.communicate(timeout=600)
-        finished[key] = (process.returncode, out, err)
+    try:
+        for key, process in started.items():
+            out, err = process.communicate(timeout=600)
+            finished[key] = (process.returncode, out, err)
+    finally:  # a worker that failed to start leaves the other waiting for it
+        for process in started.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     return root, finished
 
 
