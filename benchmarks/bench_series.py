@@ -36,7 +36,7 @@ FORECASTERS = ("lstm", "gru", "cnn")
 ANOMALY_SERIES = ("co2", "msft", "sunspots")
 
 
-def train_all(work: Path, store: Path, epochs: int, quick: bool) -> list[dict]:
+def train_all(work: Path, store: Path, epochs: int, quick: bool, kinds: tuple[str, ...]) -> list[dict]:
     from cli import series as series_cli
     from models import series_config
     from models.registry import Registry
@@ -44,10 +44,12 @@ def train_all(work: Path, store: Path, epochs: int, quick: bool) -> list[dict]:
     from training.progress import Progress
     from training.series_data import import_series
 
-    import_series(work / "data")
+    if not (work / "data").is_dir():
+        import_series(work / "data")
     registry = Registry(store)
     rows = []
     plan = [(kind, name) for name in WINDOWS for kind in FORECASTERS] + [("autoencoder", n) for n in ANOMALY_SERIES]
+    plan = [(kind, name) for kind, name in plan if kind in kinds]
     if quick:
         plan = [("lstm", "co2"), ("autoencoder", "co2")]
     for number, (kind, name) in enumerate(plan, 1):
@@ -141,17 +143,23 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--models", default="lstm,gru,cnn,autoencoder", help="Comma-separated kinds to train.")
     parser.add_argument("--quick", action="store_true", help="One LSTM and one autoencoder on co2 (a smoke run).")
     parser.add_argument("--work", type=Path, help="Folder for data, registry and predictions (default: temporary).")
-    parser.add_argument("--out", type=Path, help="Write every figure as JSON here.")
+    parser.add_argument("--out", type=Path, help="Write every figure as JSON here (with --latency-only: read and update it).")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="Skip training: measure the API on the models of an earlier run (--work and --out).")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-series-"))
     store = work / "store"
     os.environ["BENCH_SERIES_STORE"] = str(store)
     print(f"cores {os.cpu_count()}, load average before {os.getloadavg()}, work {work}", flush=True)
     started = time.perf_counter()
-    rows = train_all(work, store, args.epochs, args.quick)
-    print(f"training done in {time.perf_counter() - started:.0f} s; load average {os.getloadavg()}", flush=True)
+    if args.latency_only:
+        rows = json.loads(args.out.read_text())["rows"]
+    else:
+        rows = train_all(work, store, args.epochs, args.quick, tuple(args.models.split(",")))
+        print(f"training done in {time.perf_counter() - started:.0f} s; load average {os.getloadavg()}", flush=True)
     server, base = serve(store)
     try:
         latency(base, rows, args.repeats)
@@ -159,7 +167,8 @@ def main():
         server.shutdown()
     print(f"load average after {os.getloadavg()}", flush=True)
     if args.out:
-        args.out.write_text(json.dumps({"epochs": args.epochs, "cores": os.cpu_count(), "rows": rows}, indent=1))
+        args.out.write_text(json.dumps({"epochs": args.epochs, "cores": os.cpu_count(), "load": os.getloadavg(),
+                                        "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -293,16 +293,17 @@ def series_scores(model, values: np.ndarray, window: int, scaler: ts.Scaler) -> 
     return ts.point_scores(reconstruction_errors(model, past, scaler), len(values))
 
 
-def inject(values: np.ndarray, window: int, seed: int, spikes: int = 8, shifts: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """A copy of a real series with spikes (±4–6 σ of its one-step changes, one point) and level shifts
-    (±3–5 σ over a third of a window) at random places; and the 0/1 label of each point."""
+def inject(values: np.ndarray, window: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of a real series with spikes (±4–6 σ of its one-step changes, one point; one per 40 points, at
+    least 4) and level shifts (±3–5 σ over a third of a window; one per 100 points, at least 2) at random
+    places at least a shift's length apart; and the 0/1 label of each point."""
     rng = np.random.default_rng(seed)
     values = np.asarray(values, np.float64).copy()
     labels = np.zeros(len(values), bool)
     sigma = float(np.std(np.diff(values))) or 1.0
     length = max(3, window // 3)
-    free = np.arange(window, len(values) - window)
-    for kind in ["spike"] * spikes + ["shift"] * shifts:
+    free = np.arange(1, len(values) - length - 1)
+    for kind in ["spike"] * max(4, len(values) // 40) + ["shift"] * max(2, len(values) // 100):
         if not len(free):
             break
         start = int(rng.choice(free))
@@ -310,7 +311,7 @@ def inject(values: np.ndarray, window: int, seed: int, spikes: int = 8, shifts: 
         size = rng.uniform(4, 6) if kind == "spike" else rng.uniform(3, 5)
         values[start:start + span] += rng.choice([-1, 1]) * size * sigma
         labels[start:start + span] = True
-        free = free[np.abs(free - start) > 2 * window]
+        free = free[(free < start - length - 2) | (free > start + span + 2)]
     return values, labels
 
 

@@ -40,7 +40,7 @@ function lineChart(slot, title, labels, datasets, axes = {}) {
       borderColor: COLOURS[set.key], backgroundColor: COLOURS[set.key], ...set })) },
     options: { animation: false, responsive: true, maintainAspectRatio: false, interaction: { mode: "index", intersect: false },
       plugins: { legend: { position: "top", labels: { boxWidth: 12 } } },
-      scales: { x: { title: { display: Boolean(axes.x), text: axes.x }, ticks: { maxTicksLimit: 8, maxRotation: 0 } },
+      scales: { x: { title: { display: Boolean(axes.x), text: axes.x }, ticks: { maxTicksLimit: window.innerWidth < 576 ? 4 : 8, maxRotation: 0 } },
         y: { title: { display: Boolean(axes.y), text: axes.y },
           ticks: { callback: (value) => formatNumber(value, { maximumFractionDigits: 3 }) } } } },
   });
