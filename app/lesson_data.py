@@ -8,7 +8,7 @@ guesses:
 - ``POST /embeddings``: the served model's ``embedding`` output (the input of its classification head) for
   uploaded images, preprocessed exactly as :mod:`models.preprocess` says; a new head is trained on them in
   the browser;
-- ``GET /augment/recipe`` and ``POST /augment``: an image through the training recipe
+- ``GET /augment/recipe`` and ``POST /augment``: an uploaded image through the training recipe
   (:mod:`models.augment_recipe`, the one :mod:`training.augment` builds), with the student's settings;
 - ``GET /fashion``: real Fashion-MNIST images (class round-robin, so any prefix is balanced) and their
   embeddings, computed once per model version in chunks (the client asks chunk by chunk to show progress)
@@ -23,13 +23,12 @@ from __future__ import annotations
 import base64
 import functools
 import io
-import json
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
-from flask import Blueprint, current_app, jsonify, request, send_file, url_for
+from flask import Blueprint, current_app, jsonify, send_file, url_for
 from PIL import Image
 
 from app import api, params
@@ -97,23 +96,6 @@ def sample(name: str):
     return send_file(photo.path, max_age=86400)
 
 
-def sample_or_upload():
-    """The one image of a request: ``sample=<name>`` or one multipart ``image``; (name, RGB image)."""
-    name = params.text("sample", form=True)
-    if name is not None:
-        if request.files:
-            raise ApiError(400, "bad_param", name="sample", value=name[:80])
-        photo = photo_files().get(name)
-        if photo is None:
-            raise ApiError(404, "unknown_sample", name=name[:80])
-        return name, api.decode(name, photo.path.read_bytes())
-    uploads = api.uploaded_images()
-    if len(uploads) != 1:
-        raise ApiError(400, "too_many_images", limit=1)
-    api.check_pixel_budget(uploads)
-    return uploads[0][0], api.decode(*uploads[0])
-
-
 # --- transfer learning -----------------------------------------------------------------------------
 
 @bp.post("/embeddings")
@@ -152,20 +134,23 @@ def curves():
 
 # --- data augmentation -----------------------------------------------------------------------------
 
+AUGMENT_FIELDS = tuple(name for name in AugmentConfig.__dataclass_fields__ if name not in ("enabled", "copies"))
+
+
 def augment_settings() -> AugmentConfig:
-    """``config``: a JSON object of ``augment`` settings (form field or query), validated like a training
-    config; absent settings keep the training defaults."""
-    raw = request.form.get("config") or request.args.get("config")
-    if raw is None:
-        return AugmentConfig()
-    if len(raw) > 4096:
-        raise ApiError(400, "bad_param", name="config", value=raw[:80] + "…")
-    try:
-        values = json.loads(raw)
-    except json.JSONDecodeError:
-        raise ApiError(400, "bad_param", name="config", value=raw[:80]) from None
-    if not isinstance(values, dict):
-        raise ApiError(400, "bad_param", name="config", value=raw[:80])
+    """The ``augment`` training settings given as form fields (e.g. ``affine=1``, ``max_rotate=30``), validated
+    like a training config (400 ``bad_config`` names the field); absent ones keep the training defaults."""
+    values = {}
+    for name in AUGMENT_FIELDS:
+        raw = params.text(name, form=True)
+        if raw is None:
+            continue
+        try:
+            values[name] = float(raw)
+        except ValueError:
+            raise ApiError(400, "bad_param", name=name, value=raw[:80]) from None
+        if not np.isfinite(values[name]):
+            raise ApiError(400, "bad_param", name=name, value=raw[:80])
     try:
         return from_dict({"augment": values}).augment
     except ConfigError as error:
@@ -191,12 +176,17 @@ def augment_recipe_view():
 @csrf.exempt  # computes and stores nothing; rate-limited per client
 @limiter.limit(lambda: current_app.config["RATE_LIMIT_PREDICT"])
 def augment():
-    """``count`` augmented copies (1–16) of one image (``sample`` or ``image``) through the training recipe
-    with ``config`` settings and ``seed``: the model-size original and the copies as PNG data URLs."""
+    """``count`` augmented copies (1–16) of one uploaded ``image`` through the training recipe
+    with the given settings and ``seed``: the model-size original and the copies as PNG data URLs, and the
+    transforms that fired on each copy."""
     count = params.integer("count", 8, 1, MAX_AUGMENTED, form=True)
     seed = params.integer("seed", 0, 0, 2**31 - 1, form=True)
     config = augment_settings()
-    name, image = sample_or_upload()
+    uploads = api.uploaded_images()
+    if len(uploads) != 1:
+        raise ApiError(400, "too_many_images", limit=1)
+    api.check_pixel_budget(uploads)
+    name, image = uploads[0][0], api.decode(*uploads[0])
     try:
         import albumentations  # TF-free; part of the training install (a serving-only host may lack it)
     except ImportError:
@@ -293,13 +283,12 @@ def augmented_embeddings(model, images: np.ndarray, copies: int) -> tuple[np.nda
 
 @bp.get("/fashion")
 def fashion():
-    """Rows ``start``…``start+count`` of a lesson split (``train``: Fashion-MNIST's training file,
+    """Rows ``start``…``start+count`` (at most: the split has :data:`FASHION_ROWS`) of a lesson split (``train``: Fashion-MNIST's training file,
     ``validation``: its test file): 28×28 grey pixels, labels and the served model's embeddings."""
     split = params.choice("split", tuple(FASHION_SPLITS))
     start = params.integer("start", 0, 0, FASHION_ROWS - 1)
     count = params.integer("count", 100, 1, FASHION_CHUNK)
-    if start + count > FASHION_ROWS:
-        raise ApiError(400, "bad_param", name="count", value=str(count))
+    count = min(count, FASHION_ROWS - start)  # the split's last rows: fewer than asked
     model = served_model()
     started = time.perf_counter()
     images, labels = fashion_rows(FASHION_SPLITS[split])

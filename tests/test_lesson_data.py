@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -101,11 +100,13 @@ def test_the_recipe_is_the_pipeline_training_builds():
 
 def test_augmented_samples_are_what_training_would_see(client):
     settings = {"horizontal_flip": 1.0, "affine": 1.0, "max_rotate": 40.0, "noise": 0.0}
-    response = client.post("/api/v1/lessons/augment", data={"sample": "skimage/chelsea", "count": "4", "seed": "7",
-                                                            "config": json.dumps(settings)})
+    chelsea = real_data.cat_dog_files()[0].path
+    response = client.post("/api/v1/lessons/augment", data={"image": [(io.BytesIO(chelsea.read_bytes()), "chelsea.png")],
+                                                            "count": "4", "seed": "7",
+                                                            **{name: str(value) for name, value in settings.items()}})
     assert response.status_code == 200, response.json
     body = response.json
-    image = Image.open(real_data.cat_dog_files()[0].path).convert("RGB")
+    image = Image.open(chelsea).convert("RGB")
     pixels = to_model_pixels(image, tiny_model.INPUT)
     np.testing.assert_array_equal(png(body["original"]), pixels)
     training = training_augment.pipeline(AugmentConfig(**settings), tiny_model.INPUT["size"], seed=7)
@@ -120,15 +121,17 @@ def test_upload_augmented_and_augmentation_errors(client, monkeypatch):
     ok = client.post("/api/v1/lessons/augment", data={"image": [(io.BytesIO(upload.read_bytes()), "dog.jpg")],
                                                       "count": "2"})
     assert ok.status_code == 200 and len(ok.json["samples"]) == 2
-    post = lambda **fields: client.post("/api/v1/lessons/augment", data={"sample": "skimage/chelsea", **fields})
-    assert "augment.affine" in post(config='{"affine": 3}').json["error"]["message"]
-    assert error_code(post(config='{"affine": 3}'), 400) == "bad_config"
-    assert error_code(post(config='{"twirl": 1}'), 400) == "bad_config"
-    assert error_code(post(config="[1]"), 400) == "bad_param"
-    assert error_code(post(config="{nope"), 400) == "bad_param"
+    post = lambda **fields: client.post("/api/v1/lessons/augment", data={
+        "image": [(io.BytesIO(upload.read_bytes()), "dog.jpg")], **fields})
+    assert "augment.affine" in post(affine="3").json["error"]["message"]
+    assert error_code(post(affine="3"), 400) == "bad_config"
+    assert error_code(post(max_rotate="-1"), 400) == "bad_config"
+    assert error_code(post(affine="x"), 400) == "bad_param"
+    assert error_code(post(affine="nan"), 400) == "bad_param"
     assert error_code(post(count="17"), 400) == "bad_param"
     assert error_code(post(seed="-1"), 400) == "bad_param"
-    assert error_code(client.post("/api/v1/lessons/augment", data={"sample": "nope"}), 404) == "unknown_sample"
+    two = {"image": [(io.BytesIO(upload.read_bytes()), "a.jpg"), (io.BytesIO(upload.read_bytes()), "b.jpg")]}
+    assert error_code(client.post("/api/v1/lessons/augment", data=two), 400) == "too_many_images"
     assert error_code(client.post("/api/v1/lessons/augment", data={}), 400) == "missing_field"
     monkeypatch.setitem(sys.modules, "albumentations", None)  # a serving-only install
     assert error_code(post(), 503) == "augment_unavailable"
@@ -156,8 +159,9 @@ def test_fashion_rows_are_real_balanced_and_cached(client, app):
         "fashion-train-animals-v1-onnx.npy"]
     validation = client.get("/api/v1/lessons/fashion?split=validation&count=10").json
     assert validation["labels"] == list(range(10)) and validation["cached"] is False
-    for query in ("split=test", "count=0", "count=201", "start=900&count=200", "start=-1", "start=x"):
+    for query in ("split=test", "count=0", "count=201", "start=1000", "start=-1", "start=x"):
         assert error_code(client.get(f"/api/v1/lessons/fashion?{query}"), 400) == "bad_param"
+    assert client.get("/api/v1/lessons/fashion?split=validation&start=995&count=10").json["count"] == 5  # the last rows
 
 
 def test_fashion_augmented_copies(client):

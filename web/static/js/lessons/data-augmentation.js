@@ -41,14 +41,14 @@ function gallery(ctx, answer) {
       ctx.t("lesson.data-augmentation.copy_alt", { n: i + 1 }))));
 }
 
-/** POST the image (a bundled sample's name, or the student's file) with the settings; the answer. */
+/** POST the image (the student's file, else a bundled sample's) with the settings; the answer. */
 export async function augmentImage(ctx, { sample, file, values, count, seed }) {
   const body = new FormData();
-  if (file) body.append("image", file, file.name);
-  else body.append("sample", sample);
+  const image = file || await (await fetch(`/api/v1/lessons/samples/${sample}`)).blob();
+  body.append("image", image, file ? file.name : sample.split("/").pop());
   body.append("count", String(count));
   body.append("seed", String(seed));
-  body.append("config", JSON.stringify(values));
+  Object.entries(values).forEach(([name, value]) => body.append(name, String(value)));
   return ctx.api("/api/v1/lessons/augment", { method: "POST", body });
 }
 
