@@ -34,12 +34,23 @@ def lab_config(config_path, settings: tuple[str, ...], base: dict | None = None)
             section, dot, field = key.partition(".")
             if not sep or not dot:
                 raise ConfigError([f"--set {item}: write section.key=value, e.g. model.width=32"])
-            data = lab_config.merge(data, {section: {field: yaml.safe_load(value)}})
+            data = lab_config.merge(data, {section: {field: _value(value)}})
         return lab_config.from_dict(data)
     except ConfigError as error:
         exit_with(EXIT_CONFIG, str(error))
     except (OSError, yaml.YAMLError) as error:
         exit_with(EXIT_CONFIG, f"{config_path}: {error}")
+
+
+def _value(text: str):
+    """A --set value read as YAML; numbers YAML 1.1 leaves as text (``1e12``) read as floats."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def load_data(source: str, config, progress=None):

@@ -3,7 +3,8 @@
 Rules (each fires at most once per run; thresholds in :class:`models.lab_config.AlertConfig`):
 
 - ``nan_loss``      the training loss is NaN or infinite (also checked after every batch by the trainer);
-- ``divergence``    the training loss is above ``divergence_factor`` × its minimum so far;
+- ``divergence``    the training loss is above ``divergence_factor`` × its minimum so far (and at least
+                    :data:`MIN_RISE` above it, so tiny losses near zero do not count);
 - ``overfitting``   validation loss rose while training loss fell, ``overfit_epochs`` epochs in a row;
 - ``plateau``       validation loss has not improved by ``min_delta`` in the last ``plateau_epochs`` epochs;
 - ``threshold``     validation accuracy reached ``accuracy_threshold``;
@@ -27,7 +28,8 @@ from pathlib import Path
 from models.lab_config import AlertConfig
 
 log = logging.getLogger("riim.lab")
-FILE = "alerts.jsonl"  # in the lab folder (training/tracking.py lab_dir)
+FILE = "alerts.jsonl"
+MIN_RISE = 0.1  # divergence: smallest rise of the loss (nats) that counts  # in the lab folder (training/tracking.py lab_dir)
 LEVELS = {"nan_loss": "danger", "divergence": "danger", "failed": "danger", "overfitting": "warning",
           "plateau": "warning", "threshold": "success", "finished": "info"}
 
@@ -44,8 +46,9 @@ def nan_loss(history: dict, config: AlertConfig):
 
 def divergence(history: dict, config: AlertConfig):
     loss = [v for v in history.get("loss", []) if _finite(v)]
-    if len(loss) >= 2 and min(loss[:-1]) > 0 and loss[-1] > config.divergence_factor * min(loss[:-1]):
-        return {"loss": round(loss[-1], 4), "minimum": round(min(loss[:-1]), 4), "factor": config.divergence_factor}
+    low = min(loss[:-1]) if len(loss) >= 2 else None
+    if low is not None and loss[-1] > config.divergence_factor * low and loss[-1] - low >= MIN_RISE:
+        return {"loss": round(loss[-1], 4), "minimum": round(low, 4), "factor": config.divergence_factor}
 
 
 def overfitting(history: dict, config: AlertConfig):
