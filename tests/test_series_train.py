@@ -20,7 +20,7 @@ from tests.conftest import serving_app
 
 pytestmark = pytest.mark.tensorflow
 RIIM = [sys.executable, "-c", "from cli.main import main; main()"]
-EPOCHS, WINDOW = 30, 10
+EPOCHS, WINDOW = 20, 10
 
 
 @pytest.fixture(scope="module")
