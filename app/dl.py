@@ -30,17 +30,19 @@ from app.inference import model_cache
 from app.security import csrf
 from models import atomic
 from models import series as ts
+from models.series_config import DEFAULT_NAMES
 from models.real_data import MissingDataError
 from models.registry import RegistryError
 
 bp = Blueprint("dl", __name__, url_prefix="/api/v1/dl")
 page_bp = Blueprint("series", __name__)  # the /series page (web/templates/series.html + js/series.js)
 TASKS = ("time-series-forecasting", "time-series-anomaly")
-PRESETS = {  # endpoint → (job kind, `riim series train --preset`, registry model, task)
-    "train-price-predictor": ("series-price", "price", "series-price", TASKS[0]),
-    "train-spread-predictor": ("series-spread", "spread", "series-spread", TASKS[0]),
-    "train-pattern-model": ("series-cnn", "cnn", "series-cnn", TASKS[0]),
-    "train-anomaly-detector": ("series-anomaly", "anomaly", "series-anomaly", TASKS[1]),
+PRESETS = {  # endpoint → (`riim series train --preset`, network); the job kind and model are the network's
+    # registry name (models/series_config.py DEFAULT_NAMES: series-price, series-spread, series-cnn, series-anomaly)
+    "train-price-predictor": ("price", "lstm"),
+    "train-spread-predictor": ("spread", "gru"),
+    "train-pattern-model": ("cnn", "cnn"),
+    "train-anomaly-detector": ("anomaly", "autoencoder"),
 }
 TITLES = {"series-price": ("Predictor de precio (LSTM)", "Price predictor (LSTM)"),
           "series-spread": ("Predictor de diferencial (GRU)", "Spread predictor (GRU)"),
@@ -95,7 +97,8 @@ def parse_options(options: dict) -> dict:
 
 
 def _kind(endpoint: str) -> job_kinds.JobKind:
-    name, preset, model, _ = PRESETS[endpoint]
+    preset, network = PRESETS[endpoint]
+    name = DEFAULT_NAMES[network]
 
     def stages(options: dict) -> list[tuple[str, list[str]]]:
         argv = ["series", "train", "--preset", preset, "--dir", "{dir}/work", "--epochs", str(options["epochs"]),
@@ -107,7 +110,7 @@ def _kind(endpoint: str) -> job_kinds.JobKind:
         return [("train", argv)]
 
     es, en = TITLES[name]
-    return job_kinds.JobKind(name=name, title={"es": es, "en": en}, parse=parse_options, model=lambda _: model,
+    return job_kinds.JobKind(name=name, title={"es": es, "en": en}, parse=parse_options, model=lambda _: name,
                              stages=stages)
 
 
@@ -217,7 +220,7 @@ def _summary(name: str) -> dict:
     registry = model_cache().registry
     current = registry.current(name)
     entry = {"name": name, "task": registry.task(name), "current": current, "versions": registry.versions(name),
-             "train_endpoint": next((f"/api/v1/dl/{e}" for e, p in PRESETS.items() if p[2] == name), None)}
+             "train_endpoint": next((f"/api/v1/dl/{e}" for e, k in KINDS.items() if k.name == name), None)}
     if current:
         card = registry.card(name, current)
         spec = card["series"]
