@@ -3,13 +3,14 @@
 ``web/static/js/learn.js``. Two endpoints for lessons of this module: ``GET /api/v1/learn/garments``, real
 Fashion-MNIST photos of two classes (the first lesson trains a classifier on them in the browser), and
 ``GET /api/v1/learn/tests``, this repository's tests read now from ``tests/``, which the CI/CD lesson's
-exercise checks answers against."""
+exercise checks answers against, with ``GET /api/v1/learn/ci``, the project's own CI workflow and script."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
 import numpy as np
+import yaml
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
 
 from app import i18n, lesson_data, lessons, params
@@ -18,6 +19,8 @@ from models.real_data import FASHION_MNIST_CLASSES
 
 bp = Blueprint("learn", __name__)
 TESTS_DIR = lessons.REPO / "tests"
+WORKFLOW = lessons.REPO / ".github" / "workflows" / "ci.yml"
+CI_SCRIPT = lessons.REPO / ".ci" / "run"
 
 
 def init_app(app: Flask) -> None:
@@ -98,3 +101,29 @@ def tests_list():
     (empty when the app is installed without its tests)."""
     paths = sorted(TESTS_DIR.glob("test_*.py")) if TESTS_DIR.is_dir() else []
     return jsonify(modules=[summarise_test_file(path) for path in paths])
+
+
+def ci_pipeline() -> dict:
+    """The CI workflow (.github/workflows/ci.yml) as the lesson draws it: triggers, and per job its runner,
+    the jobs it needs, its condition and its step names; plus the commands of .ci/run."""
+    workflow = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads the key `on` as true
+    jobs = [{"id": name, "runs_on": job.get("runs-on", ""), "needs": [job["needs"]] if isinstance(job.get("needs"), str)
+             else job.get("needs", []), "if": job.get("if", ""), "timeout_minutes": job.get("timeout-minutes"),
+             "steps": [step.get("name") or step.get("uses") or step.get("run", "").split("\n")[0] for step in job.get("steps", [])]}
+            for name, job in workflow["jobs"].items()]
+    commands = [line for line in CI_SCRIPT.read_text(encoding="utf-8").split("\n")
+                if line.strip() and not line.startswith("#")]
+    return {"file": WORKFLOW.relative_to(lessons.REPO).as_posix(), "triggers": list(triggers or []), "jobs": jobs,
+            "script": {"file": CI_SCRIPT.relative_to(lessons.REPO).as_posix(), "commands": commands}}
+
+
+@bp.get("/api/v1/learn/ci")
+def ci():
+    """This project's CI: what runs on every push and pull request, and what only after the tests pass."""
+    if not WORKFLOW.is_file() or not CI_SCRIPT.is_file():
+        raise ApiError(404, "learn_ci_missing")
+    try:
+        return jsonify(ci_pipeline())
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError):
+        raise ApiError(404, "learn_ci_missing") from None

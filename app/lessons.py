@@ -31,7 +31,7 @@ OPTIONAL = {"tfjs": bool}
 INVARIANT = ("order", "concepts", "prerequisites", "demos", "exercise", "tfjs")  # equal in es and en
 PARTS = ("what", "see", "code", "try")
 MAX_WHAT_WORDS = 400
-CODE_SUFFIXES = (".py", ".js")
+MAX_WHOLE_FILE_LINES = 150
 
 _markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
 
@@ -147,10 +147,10 @@ def word_count(markdown: str) -> int:
 # --- code excerpts ---------------------------------------------------------------------------------
 
 def repository_file(relative: str) -> Path:
-    """``relative`` as a file inside the repository (no absolute paths, no '..', only .py/.js sources)."""
+    """``relative`` as a file inside the repository (no absolute paths, no '..', no hidden Git internals)."""
     path = Path(relative)
-    if path.is_absolute() or ".." in path.parts or path.suffix not in CODE_SUFFIXES:
-        raise LookupError(f"{relative}: give a .py or .js path relative to the repository")
+    if not relative or path.is_absolute() or ".." in path.parts or path.parts[0] == ".git":
+        raise LookupError(f"{relative}: give a path relative to the repository")
     full = REPO / path
     if not full.is_file():
         raise LookupError(f"{relative}: no such file in the repository")
@@ -189,10 +189,23 @@ def javascript_span(source: str, symbol: str) -> tuple[int, int]:
     return start + 1, end + 1
 
 
+def whole_file_span(source: str, symbol: str) -> tuple[int, int]:
+    """Symbol ``*``: every line of a short file (a script, a workflow) that has no functions to point at."""
+    lines = source.rstrip("\n").split("\n")
+    if symbol != "*":
+        raise LookupError("only .py and .js files have symbols; give symbol '*' for the whole file")
+    if len(lines) > MAX_WHOLE_FILE_LINES:
+        raise LookupError(f"{len(lines)} lines: a whole-file excerpt has at most {MAX_WHOLE_FILE_LINES}")
+    return 1, len(lines)
+
+
 @functools.lru_cache(maxsize=256)
 def _excerpt(path: str, symbol: str, mtime: float) -> tuple[int, int, str]:
-    source = (REPO / path).read_text(encoding="utf-8")
-    span = python_span if path.endswith(".py") else javascript_span
+    try:
+        source = (REPO / path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise LookupError(f"{path} is not a text file") from None
+    span = {".py": python_span, ".js": javascript_span}.get(Path(path).suffix, whole_file_span)
     try:
         start, end = span(source, symbol)
     except SyntaxError as error:

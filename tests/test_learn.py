@@ -4,15 +4,18 @@ unknown slug, raw HTML in Markdown escaped). No model needed: the app serves the
 from __future__ import annotations
 
 import base64
+import json
 import re
 
 import numpy as np
 import pytest
 
 from app import lessons
+from app.i18n import CATALOGUE
 from app.learn import summarise_test_file
 from tests.conftest import serving_app
 
+KEYS = set(json.loads(CATALOGUE.read_text(encoding="utf-8")))
 SLUGS = lessons.slugs()
 
 
@@ -78,7 +81,7 @@ def test_excerpts_are_the_repository_source(path, symbol, first, last):
     assert item.text == "\n".join(source[item.start - 1:item.end])
 
 
-@pytest.mark.parametrize("path", ["../etc/passwd", "/etc/passwd", "app/missing.py", "README.md"])
+@pytest.mark.parametrize("path", ["../etc/passwd", "/etc/passwd", "app/missing.py", "README.md", ".git/HEAD", ""])
 def test_excerpts_stay_inside_the_repository(path):
     assert lessons.excerpt({"path": path, "symbol": "x", "why": "w"}).error
 
@@ -104,7 +107,7 @@ def test_pages_render(client, lang):
         assert lesson.title in html or lesson.title.replace("'", "&#39;") in html
         assert html.count('class="lesson-part"') == 4 and html.count('class="lesson-demo"') == len(lesson.meta["demos"])
         assert html.count('class="lesson-code"') == len(lesson.meta["code"]) and "lesson-code-error" not in html
-        assert not re.search(r"\b(learn|lesson)\.[a-z_]+\b(?![.\w/-])", re.sub(r"<[^>]+>", " ", html)), "raw catalogue key"
+        assert not KEYS & set(re.sub(r"<[^>]+>", " ", html).split()), "a catalogue key instead of its text"
 
 
 def test_unknown_or_malformed_slug_is_a_404_page(client):
@@ -145,3 +148,25 @@ def test_garments_are_real_fashion_mnist_photos_of_two_classes(client):
     for query in ("classes=bag", "classes=bag,bag", "classes=bag,cat", "count=1", "count=x", "test=101"):
         response = client.get(f"/api/v1/learn/garments?{query}")
         assert response.status_code == 400 and response.get_json()["error"]["code"] == "bad_param", query
+
+
+def test_ci_is_read_from_the_projects_workflow(client, monkeypatch):
+    import yaml
+
+    from app import learn
+
+    answer = client.get("/api/v1/learn/ci").get_json()
+    workflow = yaml.safe_load((lessons.REPO / ".github" / "workflows" / "ci.yml").read_text())
+    assert [job["id"] for job in answer["jobs"]] == list(workflow["jobs"]) and "pull_request" in answer["triggers"]
+    assert answer["script"]["commands"][-1] == "make test"
+    deploy = next(job for job in answer["jobs"] if job["id"] == "deploy")
+    assert deploy["needs"] == ["test"] and "refs/heads/main" in deploy["if"]
+    monkeypatch.setattr(learn, "WORKFLOW", lessons.REPO / "no-such-workflow.yml")
+    response = client.get("/api/v1/learn/ci")
+    assert response.status_code == 404 and response.get_json()["error"]["code"] == "learn_ci_missing"
+
+
+def test_a_short_file_without_symbols_is_shown_whole():
+    item = lessons.excerpt({"path": ".ci/run", "symbol": "*", "why": "w"})
+    assert item.error == "" and item.start == 1 and item.text.rstrip().endswith("make test")
+    assert "symbol '*'" in lessons.excerpt({"path": ".ci/run", "symbol": "main", "why": "w"}).error
