@@ -118,9 +118,9 @@ def write(path: Path, title: str, runs: list[dict], data_report: list[dict], con
                           for r in runs]).replace("</", "<\\/")
     document = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>
-<h2>Data</h2><pre>{html.escape(json.dumps(data_report, indent=1, ensure_ascii=False))}</pre>
-<h2>configuracion.json</h2><pre>{html.escape(json.dumps(config, indent=1, ensure_ascii=False))}</pre>
 {comparison}{''.join(_run_section(r) for r in runs)}
+<h2>Data (validation report)</h2><pre>{html.escape(json.dumps(data_report, indent=1, ensure_ascii=False))}</pre>
+<h2>configuracion.json</h2><pre>{html.escape(json.dumps(config, indent=1, ensure_ascii=False))}</pre>
 <script id="data" type="application/json">{payload}</script>
 <script>{CHARTJS.read_text()}</script><script>{SCRIPT}</script></body></html>"""
     path.parent.mkdir(parents=True, exist_ok=True)
