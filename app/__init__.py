@@ -17,6 +17,7 @@ from app import (api, auth, db, errors, i18n, inference, jobs, labelling, learn,
                  params, security, storage)
 from app import digits
 from app import dl
+from app import lab
 from app.config import CONFIGS, env_overrides
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -61,6 +62,7 @@ def create_app(config: str | dict | None = None) -> Flask:
     app.register_blueprint(lesson_models.bp)
     app.register_blueprint(lesson_data.bp)
     dl.init_app(app)  # /api/v1/dl: the time-series service (and its job kinds)
+    lab.init_app(app)  # /lab and /api/v1/lab: the CNN lab (and its job kinds)
     return app
 
 
