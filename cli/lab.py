@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -66,6 +67,11 @@ def load_data(source: str, config, progress=None):
         exit_with(EXIT_MISSING, str(error), progress)
 
 
+def _set_lab_dir(context, parameter, value):
+    if value:
+        os.environ["RIIM_LAB_DIR"] = str(value)  # read by training.tracking.lab_dir()
+
+
 def common(function):
     """Options shared by the training commands."""
     options = [
@@ -80,6 +86,9 @@ def common(function):
                      help="A JSON summary written at the end (background jobs store it)."),
         click.option("--webhook", envvar="RIIM_LAB_WEBHOOK", help="POST every alert as JSON to this URL."),
         click.option("--log-json", is_flag=True, help="JSON log lines on stderr instead of progress bars (jobs)."),
+        click.option("--lab-dir", type=click.Path(file_okay=False), expose_value=False, is_eager=True,
+                     callback=_set_lab_dir, help="Tracking store, alerts and sweeps (default instance/lab, "
+                                                 "or $RIIM_LAB_DIR)."),
     ]
     for option in reversed(options):
         function = option(function)
