@@ -30,26 +30,26 @@ from training import cli as training_cli
 
 STEPS = ("load configuration", "create folders", "load and normalise data", "train", "save model", "predict",
          "save predictions")
-PRESETS = {  # preset → (model, data folder of `riim data import series`, column, window, season)
-    "price": ("lstm", "msft", "close", 30, 5),
-    "spread": ("gru", "msft-spread", "spread", 30, 5),
-    "cnn": ("cnn", "co2", "co2", 52, 52),
-    "anomaly": ("autoencoder", "co2", "co2", 30, 52),
+PRESETS = {  # preset → (network, default folder of `riim data import series`, default window)
+    "price": ("lstm", "msft", 30),
+    "spread": ("gru", "msft-spread", 30),
+    "cnn": ("cnn", "co2", 52),
+    "anomaly": ("autoencoder", "co2", 30),
 }
+OHLC_FOLDERS = ("msft", "stocks")
 
 
 def preset_config(preset: str, directory: Path, epochs: int, batch_size: int, learning_rate: float,
                   window: int | None = None, series: str | None = None) -> Path:
-    """Import the preset's real series into ``directory/datos`` and write ``directory/configuracion.json``."""
+    """Import the preset's real series into ``directory/datos`` and write ``directory/configuracion.json``
+    (the column is the loader's default — the close, or the only one — except the spread network on OHLC data,
+    which models high − low; the season is the series')."""
     from training import series_data
 
-    model, folder, column, default_window, season = PRESETS[preset]
+    model, folder, default_window = PRESETS[preset]
     folder = series or folder
-    if folder not in series_data.SOURCES:
-        raise ValueError(f"unknown series {folder!r}; choose from {', '.join(series_data.SOURCES)}")
-    if series and folder != PRESETS[preset][1]:
-        column, season = (None if folder in ("co2", "sunspots") else
-                          "spread" if model == "gru" else None), SERIES[folder]
+    if folder not in SERIES:
+        raise ValueError(f"unknown series {folder!r}; choose from {', '.join(SERIES)}")
     data = directory / "datos"
     if not (data / folder).is_dir():
         series_data.import_series(directory / ".import", [folder])
@@ -59,9 +59,9 @@ def preset_config(preset: str, directory: Path, epochs: int, batch_size: int, le
     config = {"ruta_datos": f"datos/{folder}", "ruta_modelo": "modelos", "ruta_checkpoints": "checkpoints",
               "ruta_predicciones": "predicciones.txt", "ventana": window or default_window,
               "parametros_entrenamiento": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate},
-              "modelo": model, "estacionalidad": season, "validacion_cruzada": 0}
-    if column:
-        config["columna"] = column
+              "modelo": model, "estacionalidad": SERIES[folder], "validacion_cruzada": 0}
+    if model == "gru" and folder in OHLC_FOLDERS:
+        config["columna"] = "spread"
     path = directory / "configuracion.json"
     atomic.write_json(path, config)
     return path

@@ -299,3 +299,14 @@ def test_riim_series_train_exit_codes_name_the_problem(tmp_path):
     assert result.exit_code == 3 and "eurusd.csv: 1 duplicated dates" in result.output
     assert (tmp_path / "modelos").is_dir() and (tmp_path / "checkpoints").is_dir()  # step 2 ran
     assert CliRunner().invoke(train, ["--no-report"]).exit_code == 2
+
+
+def test_presets_write_a_valid_config_for_a_real_series(tmp_path):
+    from cli.series import preset_config
+
+    path = preset_config("anomaly", tmp_path / "job", 3, 16, 0.01, window=20, series="sunspots")
+    config = series_config.load(path)
+    assert (config.model, config.name, config.windows, config.season, config.column) == (
+        "autoencoder", "series-anomaly", (20,), 11, None)
+    assert series_data.load_folder(config.data)[0].report["rows"] == 309
+    assert json.loads(path.read_text())["parametros_entrenamiento"] == {"epochs": 3, "batch_size": 16, "learning_rate": 0.01}
