@@ -16,6 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app import (api, auth, db, errors, i18n, inference, jobs, labelling, learn, lesson_data, lesson_models, pages,
                  params, security, storage)
 from app import digits
+from app import generative
 from app import dl
 from app import lab
 from app.config import CONFIGS, env_overrides
@@ -59,6 +60,7 @@ def create_app(config: str | dict | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(digits.bp)
+    app.register_blueprint(generative.bp)
     app.register_blueprint(lesson_models.bp)
     app.register_blueprint(lesson_data.bp)
     dl.init_app(app)  # /api/v1/dl: the time-series service (and its job kinds)

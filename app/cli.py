@@ -6,7 +6,7 @@ import json
 
 import click
 
-from models.card import parity_table
+from models.card import IMAGE_TASK, parity_table
 from models.registry import DEFAULT_ROOT, Registry, RegistryError
 
 registry_option = click.option("--models-dir", default=str(DEFAULT_ROOT), show_default=True,
@@ -52,14 +52,15 @@ def show(ref, as_json, models_dir):
         return
     click.echo(f"{card['name']}:{card['version']}  created {card['created']}  task {card['task']}")
     click.echo(f"  {card.get('description', {}).get('en', '')}")
-    click.echo(f"  labels: {', '.join(card['labels'])}; unknown: {card['unknown_policy']['rule']} "
-               f"{card['unknown_policy']['threshold']}")
-    backbone = card["backbone"]
-    click.echo(f"  backbone: {backbone['name']} ({backbone['source']}, {backbone['license']}), "
-               f"{backbone['parameters']:,} parameters")
-    spec = card["input"]
-    click.echo(f"  input: {spec['size']}x{spec['size']} {spec['color']}, centre crop {spec['crop_fraction']}, "
-               f"(x - {spec['mean']}) / {spec['std']}")
+    if card["task"] == IMAGE_TASK:  # other tasks' own sections: `riim models show NAME --json`
+        click.echo(f"  labels: {', '.join(card['labels'])}; unknown: {card['unknown_policy']['rule']} "
+                   f"{card['unknown_policy']['threshold']}")
+        backbone = card["backbone"]
+        click.echo(f"  backbone: {backbone['name']} ({backbone['source']}, {backbone['license']}), "
+                   f"{backbone['parameters']:,} parameters")
+        spec = card["input"]
+        click.echo(f"  input: {spec['size']}x{spec['size']} {spec['color']}, centre crop {spec['crop_fraction']}, "
+                   f"(x - {spec['mean']}) / {spec['std']}")
     click.echo("  files:")
     for fmt, entry in card["files"].items():
         click.echo(f"    {fmt:<16} {entry['path']:<28} {entry['bytes'] / 2**20:8.2f} MiB  {entry['sha256'][:12]}")

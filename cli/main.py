@@ -23,7 +23,8 @@ def main():
 
 for command in (*app_cli.COMMANDS, auth.users_cli, lessons.lessons_cli, tokens.tokens_cli, storage.uploads_cli, db.db_cli,
                 jobs.jobs_cli, *training_cli.COMMANDS, *export_cli.COMMANDS, *commands.COMMANDS,
-                *lab_cli.COMMANDS, *paradigms_cli.COMMANDS, *digits.COMMANDS, *series_cli.COMMANDS, *worker.COMMANDS):
+                *lab_cli.COMMANDS, *paradigms_cli.COMMANDS, *digits.COMMANDS, *series_cli.COMMANDS, *worker.COMMANDS,
+                *generative_cli.COMMANDS):
     main.add_command(command)
 
 if __name__ == "__main__":

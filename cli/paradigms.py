@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 
 from app.cli import registry_option
 from models import atomic
@@ -22,37 +21,27 @@ def instance_path() -> Path:
     return Path(create_app().instance_path)
 
 
-def fashion_subset(source: str, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` random Fashion-MNIST images of ``source`` (train/test) and their labels, fixed by ``seed``."""
-    from training.importers import fashion_mnist_arrays
-
-    images, labels = fashion_mnist_arrays(source)
-    rows = np.sort(np.random.default_rng(seed).permutation(len(images))[:count])
-    return images[rows], labels[rows].astype(int)
-
-
 def run(registry: Registry, model: str, pool: int, test: int, seeds, sizes, cache_dir: Path, out: Path,
         echo=print) -> dict:
     """Embed the pool and test images with the served ``model`` (cached), run every paradigm for each seed
     and write the results (atomically) to ``out``."""
     from tqdm import tqdm
 
-    from export.embeddings import cached_embeddings
+    from export.embeddings import fashion_embeddings
     from training import paradigms
     from training.importers import FASHION_MNIST_CLASSES
 
     started = time.perf_counter()
     version = registry.resolve(model)
-    pool_pixels, pool_labels = fashion_subset("train", pool, 0)
-    test_pixels, test_labels = fashion_subset("test", test, 0)
-    embedded = {}
-    for key, pixels in (("train", pool_pixels), ("test", test_pixels)):
-        with tqdm(total=len(pixels), desc=f"embeddings ({key})", unit="img", leave=False) as bar:
-            embedded[key] = cached_embeddings(registry, model, pixels, f"fashion-{key}-{len(pixels)}", cache_dir,
-                                              on_batch=lambda done, total: bar.update(done - bar.n))["embedding"]
+    embedded, pixels, labels = {}, {}, {}
+    for source, count in (("train", pool), ("test", test)):
+        with tqdm(total=count, desc=f"embeddings ({source})", unit="img", leave=False) as bar:
+            pixels[source], labels[source], outputs = fashion_embeddings(
+                registry, model, source, count, cache_dir, on_batch=lambda done, total: bar.update(done - bar.n))
+        embedded[source] = outputs["embedding"]
     embed_seconds = time.perf_counter() - started
     pool_x, test_x, variance = paradigms.features(embedded["train"], embedded["test"])
-    data = paradigms.Data(pool_x, pool_labels, test_x, test_labels, pool_pixels, FASHION_MNIST_CLASSES)
+    data = paradigms.Data(pool_x, labels["train"], test_x, labels["test"], pixels["train"], FASHION_MNIST_CLASSES)
     with tqdm(total=len(seeds), desc="seeds", unit="seed") as bar:
         results = paradigms.experiment(data, tuple(seeds), tuple(sizes), on_seed=lambda done, total: bar.update(1))
     results.update(

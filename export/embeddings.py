@@ -44,6 +44,22 @@ def grey_to_rgb(pixels: np.ndarray) -> list[Image.Image]:
     return [Image.fromarray(np.asarray(p, dtype=np.uint8), "L").convert("RGB") for p in pixels]
 
 
+def fashion_subset(source: str, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` random Fashion-MNIST images of ``source`` (train/test) and their labels, fixed by ``seed`` —
+    the same rows for every user of the cache."""
+    from training.importers import fashion_mnist_arrays
+
+    images, labels = fashion_mnist_arrays(source)
+    rows = np.sort(np.random.default_rng(seed).permutation(len(images))[:count])
+    return images[rows], labels[rows].astype(int)
+
+
+def fashion_embeddings(registry: Registry, name: str, source: str, count: int, cache_dir: Path, on_batch=None):
+    """(pixels, labels, outputs) of :func:`fashion_subset` embedded by ``name``, through the cache."""
+    pixels, labels = fashion_subset(source, count)
+    return pixels, labels, cached_embeddings(registry, name, pixels, f"fashion-{source}-{count}", cache_dir, on_batch)
+
+
 def cached_embeddings(registry: Registry, name: str, pixels: np.ndarray, key: str, cache_dir: Path,
                       on_batch=None) -> dict[str, np.ndarray]:
     """Embeddings of ``pixels`` (N, 28, 28 uint8) by the current version of ``name``; ``key`` names the data
