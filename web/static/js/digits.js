@@ -136,15 +136,16 @@ byId("camera-capture").addEventListener("click", () => {
 });
 
 // --- the steps strip ---------------------------------------------------------------------------------
+/** A grey image (values 0–1) on a square black canvas, centred, so crops keep their shape when enlarged. */
 function stepCanvas({ data, height, width }) {
-  const small = element("canvas");
-  small.width = width;
-  small.height = height;
+  const square = element("canvas", { className: "digit-step-image" });
+  square.width = square.height = Math.max(height, width);
   const rgba = new Uint8ClampedArray(width * height * 4);
   data.forEach((value, i) => { rgba.fill(Math.round(value * 255), i * 4, i * 4 + 3); rgba[i * 4 + 3] = 255; });
-  small.getContext("2d").putImageData(new ImageData(rgba, width, height), 0, 0);
-  small.className = "digit-step-image";
-  return small;
+  const squareContext = square.getContext("2d");
+  squareContext.fillRect(0, 0, square.width, square.height);
+  squareContext.putImageData(new ImageData(rgba, width, height), (square.width - width) >> 1, (square.height - height) >> 1);
+  return square;
 }
 
 function showSteps(result) {
@@ -176,7 +177,7 @@ function answerCard(kind, edge, server) {
     return element("div", { className: "col-6", attrs: { "data-where": where } },
       element("div", { className: "small text-body-secondary", text: title }),
       element("div", { className: "display-6 digit-answer", text: result.top[0].digit, attrs: { "data-digit": result.top[0].digit } }),
-      ...rows, element("div", { className: "small text-body-secondary", text: ms(result.ms) }));
+      ...rows, element("div", { className: "small text-body-secondary", text: t("digits.compute", { ms: ms(result.ms) }) }));
   };
   const agree = server && server.top[0].digit === edge.top[0].digit;
   return element("div", { className: "col-md-6", attrs: { "data-kind": kind } },
