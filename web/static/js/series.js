@@ -14,6 +14,7 @@ let polling = null;
 
 const number = (value, digits = 3) => (typeof value === "number" && Number.isFinite(value)
   ? formatNumber(value, { maximumFractionDigits: digits }) : "—");
+const CLEAR_WIN = 0.95;  // model MAE ÷ baseline MAE below this counts as beating the baseline
 const horizonOf = (window) => Math.max(1, Math.floor(0.3 * window + 0.5));
 
 function showError(message) {
@@ -42,7 +43,7 @@ function lineChart(slot, title, labels, datasets, axes = {}) {
       plugins: { legend: { position: "top", labels: { boxWidth: 12 } } },
       scales: { x: { title: { display: Boolean(axes.x), text: axes.x }, ticks: { maxTicksLimit: window.innerWidth < 576 ? 4 : 8, maxRotation: 0 } },
         y: { title: { display: Boolean(axes.y), text: axes.y },
-          ticks: { callback: (value) => formatNumber(value, { maximumFractionDigits: 3 }) } } } },
+          ticks: { callback: (value) => formatNumber(value, { maximumSignificantDigits: 4 }) } } } },
   });
 }
 
@@ -98,7 +99,8 @@ function metricsTable(heldout) {
     element("thead", {}, element("tr", {}, ...head.map((text) => element("th", { text, attrs: { scope: "col" } })))),
     element("tbody", {}, ...rows.map((row, index) => element("tr", { className: index === 0 ? "table-primary" : "" },
       ...row.map((text, column) => element(column ? "td" : "th", { text, attrs: column ? {} : { scope: "row" } }))))));
-  const best = names.filter((name) => name !== "model").every((name) => heldout.relative_mae[name] < 1);
+  // "beats" only by a clear margin: a ratio of 0.99 against the naive forecast is a tie, not a win
+  const best = names.filter((name) => name !== "model").every((name) => heldout.relative_mae[name] < CLEAR_WIN);
   const verdict = element("p", { className: `small fw-semibold ${best ? "text-success" : "text-warning-emphasis"}`,
     text: best ? t("series.beats_baselines") : t("series.not_better") });
   $("metrics").replaceChildren(verdict, table);
