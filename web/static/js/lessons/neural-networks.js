@@ -258,14 +258,14 @@ export async function mount(root, ctx) {
   });
   stepButton.addEventListener("click", () => { state.running = false; explainedStep(); redraw(); });
   exampleSelect.addEventListener("change", () => { explainedStep(); redraw(); });
-  const restart = () => start().then(() => run(ctx.quick ? 40 : 200)).then(() => { explainedStep(); redraw(); })
+  const restart = () => start().then(() => run(ctx.quick ? 150 : 200)).then(() => { explainedStep(); redraw(); })
     .catch((error) => { status.textContent = error.message; root.dataset.state = "error"; });
   [pair, depth].forEach((control) => control.addEventListener("change", restart));
   rate.addEventListener("change", () => { state.optimizer = tf.train.sgd(Number(rate.value)); });
   reset.addEventListener("click", restart);
 
   await start();
-  const { train, test } = await run(ctx.quick ? 40 : 200);
+  const { train, test } = await run(ctx.quick ? 150 : 200);
   const check = explainedStep();
   redraw();
   root.dataset.result = JSON.stringify({ train_accuracy: train, test_accuracy: test, ...check });
