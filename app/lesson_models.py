@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 from flask import Blueprint, current_app, jsonify
 
-from app import api, lesson_data, network, params
+from app import api, network, params
 from app.errors import ApiError
 from app.inference import LoadedModel, model_cache
 from app.labelling import uncertainty
 from app.security import csrf, limiter
-from models import atomic, decision
+from models import atomic, decision, real_data
 from models.preprocess import preprocess
 
 bp = Blueprint("lesson_models", __name__, url_prefix="/api/v1/lessons")
@@ -53,6 +53,15 @@ def head_of(model: LoadedModel) -> dict[str, np.ndarray]:
     if head is None:
         raise ApiError(409, "no_head", model=model.name)
     return head
+
+
+def one_image():
+    """The one uploaded ``image`` of the request (a bundled sample's bytes or the student's photo), decoded."""
+    uploads = api.uploaded_images()
+    if len(uploads) != 1:
+        raise ApiError(400, "too_many_images", limit=1)
+    api.check_pixel_budget(uploads)
+    return api.decode(*uploads[0])
 
 
 def model_info(model: LoadedModel) -> dict:
@@ -164,7 +173,7 @@ def pruning_photo():
     embedding, then the head in numpy); ``max_abs_dp_unpruned`` checks the numpy head against ONNX."""
     model = served_model()
     head = head_of(model)
-    _, image = lesson_data.sample_or_upload()
+    image = one_image()
     outputs = model.run(preprocess(image, model.card["input"])[None])
     names = model.card["outputs"]
     embedding = outputs[names["embedding"]][0]
@@ -307,7 +316,7 @@ def formats():
     median latency of ``repeats`` runs, agreement; the graph summary and the export's parity report."""
     repeats = params.integer("repeats", 5, 1, 20)
     model = served_model()
-    _, image = lesson_data.sample_or_upload()
+    image = one_image()
     batch = preprocess(image, model.card["input"])[None]
     answers = [timed_answer(variant_model(model, "fp32"), batch, repeats)]
     if "onnx_int8" in model.card["files"]:
@@ -326,7 +335,10 @@ def formats():
 
 def queue_of_samples(model: LoadedModel) -> list[dict]:
     """The bundled real photos ranked as the labelling queue ranks uploads: most uncertain (margin) first."""
-    photos = list(lesson_data.photo_files().values())
+    try:
+        photos = real_data.photo_files()
+    except real_data.MissingDataError as error:
+        raise ApiError(503, "lesson_data_missing", reason=str(error)) from None
     batch = np.stack([preprocess(api.decode(photo.name, photo.path.read_bytes()), model.card["input"])
                       for photo in photos])
     rows = []

@@ -12,10 +12,15 @@ import pytest
 from PIL import Image
 
 from app import lesson_models
-from models import atomic
+from models import atomic, real_data
 from tests.conftest import serving_app
 
-SAMPLE = "skimage/chelsea"
+
+
+def chelsea() -> bytes:
+    """scikit-image's real photo of a cat."""
+    (photo,) = [f for f in real_data.cat_dog_files() if f.name == "skimage/chelsea"]
+    return photo.path.read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +111,7 @@ def test_the_real_model_quantized_as_its_tfjs_export_and_int8_onnx_agree(calibra
     body = client.get("/api/v1/lessons/quantization").json
     assert body["tfjs_uint8"]["scale"] == pytest.approx(body["uint8"]["scale"], rel=1e-6)
     assert body["tfjs_uint8"]["min"] == pytest.approx(body["uint8"]["nudged_min"], rel=1e-5)
-    formats = client.post("/api/v1/lessons/formats", data={"sample": SAMPLE}).json
+    formats = client.post("/api/v1/lessons/formats", data={"image": (io.BytesIO(chelsea()), "chelsea.png")}).json
     assert [answer["format"] for answer in formats["answers"]] == ["onnx", "onnx_int8"]
     assert formats["agreement"]["same_answer"] and formats["answers"][0]["label"] == "cat"
     assert formats["answers"][1]["bytes"] < formats["answers"][0]["bytes"] / 3
@@ -158,8 +163,7 @@ def test_measurements_are_plausible():
     ("get", "/api/v1/lessons/pruning?sparsity=-1", None, 400, "bad_param"),
     ("get", "/api/v1/lessons/quantization?model=nope", None, 404, "unknown_model"),
     ("post", "/api/v1/lessons/pruning", {}, 400, "missing_field"),
-    ("post", "/api/v1/lessons/formats", {"sample": "nope"}, 404, "unknown_sample"),
-    ("post", "/api/v1/lessons/formats?repeats=21", {"sample": SAMPLE}, 400, "bad_param"),
+    ("post", "/api/v1/lessons/formats?repeats=21", {"image": (io.BytesIO(png()), "a.png")}, 400, "bad_param"),
     ("post", "/api/v1/lessons/formats", {"image": (io.BytesIO(b"not an image"), "x.png")}, 400, "not_an_image"),
     ("post", "/api/v1/lessons/pruning", {"image": [(io.BytesIO(png()), "a.png"), (io.BytesIO(png()), "b.png")]}, 400,
      "too_many_images"),

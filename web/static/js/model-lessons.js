@@ -51,20 +51,26 @@ export async function photoChooser(root, ctx, onChange, initial = DEFAULT_SAMPLE
   return current;
 }
 
-/** A form carrying the photo: ``sample=<name>`` for a bundled photo, else the file as ``image``. */
-export function photoForm(photo) {
-  const form = new FormData();
-  if (photo.file) form.append("image", photo.file, photo.name);
-  else form.append("sample", photo.name);
-  return form;
+/** ImageNet class names in the page's language, by index (the tags' ``index``), fetched once per page. */
+export async function imagenetNames(ctx) {
+  ctx.shared.imagenetNames ??= fetch(`/imagenet-labels.${ctx.lang}.json`).then((r) => (r.ok ? r.json() : null)).catch(() => null);
+  return ctx.shared.imagenetNames;
 }
 
 /** The photo's bytes as a Blob (for the browser's own model or /predict). */
 export async function photoBlob(photo) {
   if (photo.file) return photo.file;
-  const response = await fetch(photo.url);
-  if (!response.ok) throw new Error(`${photo.url}: HTTP ${response.status}`);
+  const url = photo.url ?? `/api/v1/lessons/samples/${photo.name}`;
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   return response.blob();
+}
+
+/** A form carrying the photo's bytes as ``image`` (a bundled photo is fetched first; nothing is stored). */
+export async function photoForm(photo) {
+  const form = new FormData();
+  form.append("image", await photoBlob(photo), photo.name.split("/").at(-1));
+  return form;
 }
 
 /** POST a form to the API (CSRF header when the page has one). */

@@ -3,15 +3,13 @@
 // activation map, the unusual-regions map, the out-of-distribution score against its calibrated threshold
 // and the image-quality checks. Nothing is stored (store=0).
 import { element, labelText } from "../render.js";
-import { axis, block, chart, choiceExercise, done, failed, fixed, pct, photoBlob, photoChooser, post, smallTable } from "../model-lessons.js";
+import { axis, block, chart, choiceExercise, done, failed, fixed, pct, photoChooser, photoForm, post, smallTable } from "../model-lessons.js";
 
 const URL_PREDICT = "/api/v1/predict?explain=1&anomaly=1&store=0";
 const OOD_SAMPLE = "skimage/coffee";
 
 async function analyse(ctx, photo) {
-  const form = new FormData();
-  form.append("image", await photoBlob(photo), photo.name.split("/").at(-1));
-  return (await post(ctx, URL_PREDICT, form)).results[0];
+  return (await post(ctx, URL_PREDICT, await photoForm(photo))).results[0];
 }
 
 function figure(src, caption) {

@@ -2,7 +2,7 @@
 // served head's real weights before/after magnitude pruning (histogram), and one photo's answer as more and
 // more of the head's weights are set to zero. Numbers from /api/v1/lessons/pruning (app/lesson_models.py).
 import { element, labelText } from "../render.js";
-import { DEFAULT_SAMPLE, axis, block, chart, choiceExercise, done, failed, fixed, megabytes, pct, photoChooser, photoForm, post, smallTable } from "../model-lessons.js";
+import { DEFAULT_SAMPLE, axis, block, chart, choiceExercise, done, failed, fixed, imagenetNames, megabytes, pct, photoChooser, photoForm, post, smallTable } from "../model-lessons.js";
 
 const URL_PRUNING = "/api/v1/lessons/pruning";
 
@@ -57,15 +57,16 @@ function histogramChart(parent, ctx, body) {
   }, ctx.t("lesson.pruning.histogram_title", { count: body.tensor.count }));
 }
 
-function answersTable(parent, ctx, body, sweep) {
+function answersTable(parent, ctx, body, sweep, names) {
   const labels = body.model.labels;
+  const tagName = (tag) => names?.[tag.index] || tag.label;
   parent.replaceChildren(smallTable([
     [ctx.t("lesson.pruning.sparsity"), ctx.t("lesson.pruning.head_gzip"), ctx.t("lesson.pruning.answer"),
       ...labels.map((label) => `P(${labelText(label)})`), ctx.t("lesson.pruning.top_tag")],
     ...body.answers.map((answer, i) => [pct(answer.sparsity, 0), megabytes(sweep[i].gzip_bytes),
       answer.unknown ? labelText("unknown") : labelText(answer.label),
       ...labels.map((label) => pct(answer.probabilities[label])),
-      answer.tags ? `${answer.tags[0].label} (${pct(answer.tags[0].probability)})` : "—"]),
+      answer.tags ? `${tagName(answer.tags[0])} (${pct(answer.tags[0].probability)})` : "—"]),
   ]),
   element("p", { className: "small text-body-secondary", text: ctx.t("lesson.pruning.answers_note", { check: fixed(body.max_abs_dp_unpruned, 4) }) }));
 }
@@ -82,16 +83,20 @@ export async function mount(root, ctx) {
     let histogram = histogramChart(histogramBox, ctx, body);
     slider.addEventListener("change", async () => {
       sliderLabel.textContent = ctx.t("lesson.pruning.slider_value", { value: `${slider.value} %` });
-      const next = await ctx.api(`${URL_PRUNING}?sparsity=${slider.value}`);
-      histogram.destroy();
-      histogramBox.replaceChildren();
-      histogram = histogramChart(histogramBox, ctx, next);
+      try {
+        const next = await ctx.api(`${URL_PRUNING}?sparsity=${slider.value}`);
+        histogram.destroy();
+        histogramBox.replaceChildren();
+        histogram = histogramChart(histogramBox, ctx, next);
+      } catch (error) {
+        failed(histogramBox, ctx, error);
+      }
     });
     root.append(block(ctx.t("lesson.pruning.photo_title"), ctx.t("lesson.pruning.photo_text")));
     const answersBox = element("div");
     const show = async (photo) => {
-      const answers = await post(ctx, URL_PRUNING, photoForm(photo));
-      answersTable(answersBox, ctx, answers, body.sweep);
+      const [answers, names] = await Promise.all([post(ctx, URL_PRUNING, await photoForm(photo)), imagenetNames(ctx)]);
+      answersTable(answersBox, ctx, answers, body.sweep, names);
       ctx.shared.pruning = answers;
       return answers;
     };
@@ -117,7 +122,7 @@ export async function exercise(root, ctx) {
   const sparsities = [0.25, 0.5, 0.75, 0.9, 0.95];
   const options = [...sparsities.map((value) => ({ value, text: pct(value, 0) })), { value: "never", text: ctx.t("lesson.pruning.never") }];
   choiceExercise(root, ctx, ctx.t("lesson.pruning.question"), options, async (value) => {
-    ctx.shared.pruning ??= await post(ctx, URL_PRUNING, photoForm({ name: DEFAULT_SAMPLE }));
+    ctx.shared.pruning ??= await post(ctx, URL_PRUNING, await photoForm({ name: DEFAULT_SAMPLE }));
     const { answers } = ctx.shared.pruning;
     const change = answers.find((answer) => answer.label !== answers[0].label);
     const right = change ? value === change.sparsity : value === "never";

@@ -61,8 +61,7 @@ async function browserRows(ctx, name, card, blob) {
   const formats = tfjsFormats(card).filter((fmt) => fmt === "tfjs" || fmt === "tfjs_uint8");
   const rows = [];
   for (const fmt of formats) {
-    const edge = await loadEdgeModel(name, fmt);
-    await classify(edge, blob);  // first run compiles the kernels
+    const edge = await loadEdgeModel(name, fmt);  // loading also runs the model once (compiles the kernels)
     const result = await classify(edge, blob);
     rows.push({ format: fmt, bytes: card.files[fmt].bytes,  // model.json + its weight shards
       latency_ms: result.timings.inference_ms, label: result.label, unknown: result.unknown, confidence: result.confidence });
@@ -80,7 +79,7 @@ export async function mount(root, ctx) {
     const browserBox = element("div", { className: "mt-2" });
     let result = {};
     const compare = async (photo) => {
-      const server = await post(ctx, URL_FORMATS, photoForm(photo));
+      const server = await post(ctx, `${URL_FORMATS}?repeats=${ctx.quick ? 2 : 5}`, await photoForm(photo));
       sideBySide(serverBox, ctx, ctx.t("lesson.quantization.server_title"), server.answers);
       if (server.answers.length < 2) serverBox.append(element("p", { className: "small alert alert-info", text: ctx.t("lesson.quantization.no_int8") }));
       const [fp32, int8] = server.answers;
