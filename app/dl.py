@@ -30,9 +30,9 @@ from app.inference import model_cache
 from app.security import csrf
 from models import atomic
 from models import series as ts
-from models.series_config import DEFAULT_NAMES
 from models.real_data import MissingDataError
 from models.registry import RegistryError
+from models.series_config import DEFAULT_NAMES
 
 bp = Blueprint("dl", __name__, url_prefix="/api/v1/dl")
 page_bp = Blueprint("series", __name__)  # the /series page (web/templates/series.html + js/series.js)

@@ -53,7 +53,7 @@ def train_all(work: Path, store: Path, epochs: int, quick: bool, kinds: tuple[st
     if quick:
         plan = [("lstm", "co2"), ("autoencoder", "co2")]
     for number, (kind, name) in enumerate(plan, 1):
-        config = {"ruta_datos": f"data/{name}", "ruta_modelo": f"modelos", "ruta_checkpoints": "checkpoints",
+        config = {"ruta_datos": f"data/{name}", "ruta_modelo": "modelos", "ruta_checkpoints": "checkpoints",
                   "ruta_predicciones": f"predicciones/{kind}-{name}.txt", "ventana": WINDOWS[name],
                   "parametros_entrenamiento": {"epochs": epochs, "batch_size": 64, "learning_rate": 0.001,
                                                "paciencia": 5},

@@ -22,10 +22,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from models import atomic
-from models import series_config
-from models.series import SERIES
+from models import atomic, series_config
 from models.registry import DEFAULT_ROOT, Registry, RegistryError
+from models.series import SERIES
 from training import cli as training_cli
 
 STEPS = ("load configuration", "create folders", "load and normalise data", "train", "save model", "predict",

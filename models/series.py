@@ -64,7 +64,7 @@ class Scaler:
     rows: int = 0
 
     @classmethod
-    def fit(cls, train: np.ndarray) -> "Scaler":
+    def fit(cls, train: np.ndarray) -> Scaler:
         train = np.asarray(train, dtype=np.float64)
         scale = float(train.std())
         return cls(float(train.mean()), scale if scale > 0 else 1.0, int(len(train)))
@@ -80,7 +80,7 @@ class Scaler:
                 "rows": self.rows}
 
     @classmethod
-    def from_card(cls, section: dict) -> "Scaler":
+    def from_card(cls, section: dict) -> Scaler:
         return cls(float(section["mean"]), float(section["scale"]), int(section.get("rows", 0)))
 
 

@@ -99,7 +99,7 @@ def from_dict(data: dict, base: Path) -> SeriesConfig:
     params = data["parametros_entrenamiento"]
     model = data.get("modelo", "lstm")
     windows = data["ventana"] if isinstance(data["ventana"], list) else [data["ventana"]]
-    path = lambda key: (base / Path(data[key].replace("\\", "/"))).resolve()  # noqa: E731 — Windows paths too
+    path = lambda key: (base / Path(data[key].replace("\\", "/"))).resolve()
     return SeriesConfig(
         data=path("ruta_datos"), model_dir=path("ruta_modelo"), checkpoints=path("ruta_checkpoints"),
         predictions=path("ruta_predicciones"), windows=tuple(windows), epochs=params["epochs"],

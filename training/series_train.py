@@ -67,7 +67,7 @@ class Part:
     def __len__(self):
         return len(self.past)
 
-    def take(self, rows) -> "Part":
+    def take(self, rows) -> Part:
         return Part(self.past[rows], self.future[rows], self.series[rows], self.starts[rows])
 
 
@@ -320,7 +320,7 @@ def evaluate_anomaly(model, data: Windows, series: list[Series], seed: int, quan
     precision@k on each test part with injected spikes and level shifts (k = anomalous points)."""
     calibration, per_series, plots = [], {}, {}
     for index, item in enumerate(series):
-        train_end, validation_end, n = data.bounds[index]
+        train_end, validation_end, _ = data.bounds[index]
         calibration.append(series_scores(model, item.values[train_end:validation_end], data.window, data.scaler))
     threshold = float(np.quantile(np.concatenate(calibration), quantile))
     for index, item in enumerate(series):
