@@ -146,7 +146,7 @@ function stripTile(step) {
   for (const v of step.data) { low = Math.min(low, v); high = Math.max(high, v); sum += v; }
   const stats = t("lab.step_stats", { shape: `${step.h}×${step.w}×${step.c}`, min: number(low, 2), max: number(high, 2),
     mean: number(sum / step.data.length, 2) });
-  return element("figure", { className: "lab-step mb-0", attrs: { "data-step": step.name } }, canvas,
+  return element("figure", { className: "lab-step mb-0", attrs: { "data-step": step.name, "data-mean": String(sum / step.data.length) } }, canvas,
     element("figcaption", { className: "small" }, element("strong", { text: t(`lab.step.${step.name}`) }), element("br"),
       t(`lab.step_explain.${step.name}`, Object.fromEntries(Object.entries(step.params).map(([k, v]) => [k, Array.isArray(v) ? v.map((x) => number(x, 1)).join(", ") : v]))),
       element("br"), element("span", { className: "text-body-secondary", text: stats })));
