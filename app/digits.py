@@ -2,8 +2,8 @@
 
 The two networks of ``riim digits train`` (the source document's MLP and a small CNN) are registry models
 with task ``digit-recognition``. A picture goes through :mod:`models.digits_preprocess` (the steps the
-browser runs too); a picture it refuses (blank, no digit, several digits) is a 422 with the reason, never
-a guess. A 28×28 array (``{"pixels": [[…28 numbers in 0–1…] × 28]}``, white digit on black) skips the
+browser runs too); a picture it refuses (blank, no digit, several digits) gets no answer but ``refused``
+with the reason and a message, never a guess. A 28×28 array (``{"pixels": [[…28 numbers in 0–1…] × 28]}``, white digit on black) skips the
 preprocessing: it is the network's input as is.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 
 from app.api import check_pixel_budget, decode, loaded_model, uploaded_images
 from app.errors import ApiError
+from app.i18n import translate
 from app.params import choice
 from app.security import csrf, limiter
 from models import digits_preprocess
@@ -47,8 +48,9 @@ def _pixels(data) -> np.ndarray:
     return np.asarray(values, np.float32).reshape(size, size)
 
 
-def _picture() -> tuple[np.ndarray, dict, dict]:
-    """The network input of the request (image upload or JSON array), preprocessing info and timings."""
+def _picture() -> tuple[np.ndarray | None, dict, dict]:
+    """The network input of the request (image upload or JSON array; None when the picture is refused),
+    the preprocessing info and the timings."""
     timings: dict[str, float] = {}
     if request.mimetype == "application/json":
         return _pixels(request.get_json(silent=True)), {"source": "array"}, timings
@@ -62,7 +64,8 @@ def _picture() -> tuple[np.ndarray, dict, dict]:
     result = digits_preprocess.preprocess(np.asarray(image))
     timings.update(decode_ms=(decoded - started) * 1e3, preprocess_ms=(time.perf_counter() - decoded) * 1e3)
     if result.input is None:
-        raise ApiError(422, f"digits_{result.reason}")
+        return None, {"source": "image", "refused": {"reason": result.reason,
+                                                     "message": translate(f"digits.refused.{result.reason}")}}, timings
     info = {"source": "image", "threshold": result.info["threshold"], "box": result.info["box"],
             "parts": result.info["parts"], "dark_background": result.info["dark_background"]}
     return result.input, info, timings
@@ -86,12 +89,13 @@ def answer(kind: str, pixels: np.ndarray) -> dict:
 @csrf.exempt
 @limiter.limit(lambda: current_app.config["RATE_LIMIT_PREDICT"])
 def predict():
-    """The digit in a picture (multipart ``image``) or a 28×28 JSON array, by ``?model=mlp|cnn`` or both."""
+    """The digit in a picture (multipart ``image``) or a 28×28 JSON array, by ``?model=mlp|cnn`` or both;
+    ``results`` is empty and ``preprocessing.refused`` says why when the picture holds no single digit."""
     started = time.perf_counter()
     wanted = choice("model", ("both", "mlp", "cnn"))
     pixels, info, timings = _picture()
-    results = [answer(kind, pixels) for kind in (MODELS if wanted == "both" else [wanted])]
+    results = [] if pixels is None else [answer(kind, pixels) for kind in (MODELS if wanted == "both" else [wanted])]
     timings["total_ms"] = (time.perf_counter() - started) * 1e3
-    return jsonify(input=np.round(pixels, 4).tolist(), preprocessing=info, results=results,
-                   timings={key: round(value, 3) for key, value in timings.items()})
+    return jsonify(input=None if pixels is None else np.round(pixels, 4).tolist(), preprocessing=info,
+                   results=results, timings={key: round(value, 3) for key, value in timings.items()})
 

@@ -250,6 +250,7 @@ async function serverAnswers(upload) {
   const form = new FormData();
   form.append("image", await upload(), "digit.png");
   const body = await api("/api/v1/digits/predict?model=both", { method: "POST", body: form });
+  if (body.preprocessing.refused) throw new Error(body.preprocessing.refused.message);
   return Object.fromEntries(body.results.map((result) => [result.kind, { top: result.top, ms: result.inference_ms }]));
 }
 
