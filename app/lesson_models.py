@@ -75,14 +75,28 @@ def measured(name: str) -> dict | None:
 
 # --- pruning --------------------------------------------------------------------------------------------
 
-def prune(kernel: np.ndarray, sparsity: float) -> np.ndarray:
-    """``kernel`` with its ``sparsity`` fraction of smallest-magnitude weights set to 0 (magnitude pruning)."""
+def prune(kernel: np.ndarray, sparsity: float, order: np.ndarray | None = None) -> np.ndarray:
+    """``kernel`` with its ``sparsity`` fraction of smallest-magnitude weights set to 0 (magnitude pruning).
+    ``order`` (the flat indices sorted by magnitude, :func:`magnitude_order`) saves the search when given."""
     count = int(round(sparsity * kernel.size))
     if count == 0:
         return kernel
     flat = kernel.ravel().copy()
-    flat[np.argpartition(np.abs(flat), count - 1)[:count]] = 0.0
+    smallest = order[:count] if order is not None else np.argpartition(np.abs(flat), count - 1)[:count]
+    flat[smallest] = 0.0
     return flat.reshape(kernel.shape)
+
+
+_ORDERS: dict[tuple[str, str, int], np.ndarray] = {}
+_SWEEPS: dict[tuple[str, str, int], list[dict]] = {}
+
+
+def magnitude_order(model: LoadedModel, kernel: np.ndarray) -> np.ndarray:
+    """The head kernel's flat indices, smallest magnitude first (once per loaded version: versions are immutable)."""
+    key = (model.name, model.version, model.stamp)
+    if key not in _ORDERS:
+        _ORDERS[key] = np.argsort(np.abs(kernel).ravel())
+    return _ORDERS[key]
 
 
 def histogram(values: np.ndarray, edges: np.ndarray) -> list[int]:
@@ -105,16 +119,13 @@ def pruning_tables(model: LoadedModel) -> list[dict]:
     return tables
 
 
-_SWEEPS: dict[tuple[str, str, int], list[dict]] = {}
-
-
 def size_sweep(model: LoadedModel, kernel: np.ndarray) -> list[dict]:
-    """Zeros and gzip size of the kernel at each sparsity (once per loaded version: versions are immutable)."""
+    """Zeros and gzip size of the kernel at each sparsity (once per loaded version)."""
     key = (model.name, model.version, model.stamp)
     if key not in _SWEEPS:
         rows = []
         for target in SPARSITIES:
-            weights = prune(kernel, target).astype(np.float32)
+            weights = prune(kernel, target, magnitude_order(model, kernel)).astype(np.float32)
             rows.append({"sparsity": target, "zeros": int((weights == 0).sum()), "bytes": int(weights.nbytes),
                          "gzip_bytes": len(zlib.compress(weights.tobytes(), 1))})
         _SWEEPS[key] = rows
@@ -128,7 +139,7 @@ def pruning():
     sparsity = params.integer("sparsity", 50, 0, 99) / 100
     model = served_model()
     kernel = head_of(model)["kernel"]
-    pruned = prune(kernel, sparsity)
+    pruned = prune(kernel, sparsity, magnitude_order(model, kernel))
     limit = float(np.abs(kernel).max())
     edges = np.linspace(-limit, limit, HISTOGRAM_BINS + 1)
     kept = pruned[pruned != 0]
@@ -177,7 +188,8 @@ def pruning_photo():
     outputs = model.run(preprocess(image, model.card["input"])[None])
     names = model.card["outputs"]
     embedding = outputs[names["embedding"]][0]
-    answers = [{"sparsity": target, **head_answer(model, embedding, prune(head["kernel"], target), head["bias"])}
+    order = magnitude_order(model, head["kernel"])
+    answers = [{"sparsity": target, **head_answer(model, embedding, prune(head["kernel"], target, order), head["bias"])}
                for target in SPARSITIES]
     served = outputs[names["probabilities"]][0]
     check = max(abs(answers[0]["probabilities"][label] - float(p)) for label, p in zip(model.card["labels"], served))
