@@ -273,9 +273,10 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
     seconds["features"] = time.perf_counter() - stamp
 
     weights = None
-    if config.class_weights:
-        present = np.unique(labels[train_ids])
-        balanced = compute_class_weight("balanced", classes=present, y=labels[train_ids])
+    if config.class_weights:  # from the whole training split, so that the workers of a cluster agree
+        train_labels = labels[splits["train"]]
+        present = np.unique(train_labels)
+        balanced = compute_class_weight("balanced", classes=present, y=train_labels)
         weights = {int(c): float(w) for c, w in zip(present, balanced)}
 
     def training_set(arrays, extra):
