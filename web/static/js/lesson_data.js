@@ -150,7 +150,8 @@ export async function trainHead(train, { dimension, classes, validation = null, 
   let best = { loss: Infinity, epoch: -1, weights: null };
   let stoppedEpoch = epochs;
   await model.fit(xs, ys, {
-    epochs, batchSize, shuffle: true, validationData, verbose: 0, yieldEvery: "auto",  // the page repaints during training
+    epochs, batchSize, shuffle: true, validationData, validationBatchSize: 1024, verbose: 0,
+    yieldEvery: "auto",  // the page repaints during training
     callbacks: {
       onEpochEnd: (epoch, logs) => {
         history.loss.push(logs.loss);

@@ -5,8 +5,8 @@
 import { element, formatNumber, percent } from "../render.js";
 import { accuracy, fashionSet, meanStd, pick, predictHead, progressBar, seededRandom, thumbnail, trainHead } from "../lesson_data.js";
 
-const FULL = { rows: 100, looRows: 30, epochs: 30, folds: 5 };
-const QUICK = { rows: 40, looRows: 20, epochs: 10, folds: 4 };  // leave-one-out needs 2+ photos per class
+const FULL = { rows: 100, looRows: 30, epochs: 30, folds: 5, learningRate: 5e-3 };
+const QUICK = { rows: 40, looRows: 20, epochs: 15, folds: 4, learningRate: 5e-3 };  // leave-one-out needs 2+ photos per class
 const FOLD_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 const range = (n) => Array.from({ length: n }, (_, i) => i);
 
@@ -28,13 +28,13 @@ export function stratifiedFolds(labels, k, seed = 0) {
 }
 
 /** Train one head per fold on the other folds; the held-out accuracy of each. */
-async function crossValidate(set, fold, k, epochs, onFold) {
+async function crossValidate(set, fold, k, { epochs, learningRate }, onFold) {
   const scores = [];
   const right = new Array(fold.length).fill(false);
   for (let f = 0; f < k; f += 1) {
     const heldOut = range(fold.length).filter((i) => fold[i] === f);
     const rest = range(fold.length).filter((i) => fold[i] !== f);
-    const { model } = await trainHead(pick(set, rest), { dimension: set.dimension, classes: set.classes.length, epochs, dropout: 0.2, seed: f });
+    const { model } = await trainHead(pick(set, rest), { dimension: set.dimension, classes: set.classes.length, epochs, learningRate, batchSize: 32, dropout: 0.2, seed: f });
     const test = pick(set, heldOut);
     const probabilities = predictHead(model, test, set.dimension);
     model.dispose();
@@ -95,7 +95,7 @@ async function runKFold(ctx, box, set, k, sizes, progress) {
   const fold = stratifiedFolds(set.labels, k);
   box.replaceChildren(element("h3", { className: "h6", text: ctx.t("lesson.cross-validation.kfold_title", { k, rows: sizes.rows, per: sizes.rows / k }) }),
     roundsPicture(ctx, k));
-  const { scores, right } = await crossValidate(set, fold, k, sizes.epochs, (done, total) =>
+  const { scores, right } = await crossValidate(set, fold, k, sizes, (done, total) =>
     progress.update(done, total, ctx.t("lesson.cross-validation.training_fold", { done, total, epochs: sizes.epochs })));
   const spread = meanStd(scores);
   box.append(foldPicture(ctx, set, fold, right, sizes.rows),
@@ -112,7 +112,7 @@ async function runLeaveOneOut(ctx, box, set, sizes, progress) {
   const one = { ...set, x: subset.x, labels: subset.labels };
   const fold = range(n);
   box.replaceChildren(element("h3", { className: "h6", text: ctx.t("lesson.cross-validation.loo_title", { n, train: n - 1 }) }));
-  const { scores, right } = await crossValidate(one, fold, n, sizes.epochs, (done, total) =>
+  const { scores, right } = await crossValidate(one, fold, n, sizes, (done, total) =>
     progress.update(done, total, ctx.t("lesson.cross-validation.training_loo", { done, total })));
   const spread = meanStd(scores);
   const strip = element("div", { className: "lesson-loo-strip" }, ...range(n).map((row) => {

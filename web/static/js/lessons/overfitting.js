@@ -5,7 +5,7 @@
 import { element, formatNumber, percent } from "../render.js";
 import { accuracy, fashionSet, lineChart, pick, predictHead, progressBar, trainHead, decodeArray } from "../lesson_data.js";
 
-const FULL = { small: 20, large: 500, validation: 200, copies: 4, epochs: 60 };
+const FULL = { small: 20, large: 500, validation: 200, copies: 4, epochs: 40 };
 const QUICK = { small: 20, large: 60, validation: 50, copies: 1, epochs: 15 };
 const COLOURS = { small: "#d62728", large: "#1f77b4", dropout: "#ff7f0e", augment: "#2ca02c", early: "#9467bd" };
 const range = (n) => Array.from({ length: n }, (_, i) => i);
@@ -50,7 +50,7 @@ async function train(ctx, run, data, charts, report) {
     }
   }
   const result = await trainHead(set, {
-    dimension, classes: classes.length, validation: data.validation, epochs: data.sizes.epochs,
+    dimension, classes: classes.length, validation: data.validation, epochs: data.sizes.epochs, batchSize: 32, learningRate: 3e-3,
     dropout: run.dropout || 0, patience: run.patience || 0,
     onEpoch: (epoch, logs) => {
       report(epoch + 1);

@@ -191,7 +191,7 @@ async function trainAndTest(ctx, state, progress, output) {
         element("div", { text: ctx.t("lesson.transfer-learning.truth", { name: state.names[example.label] }) }),
         fillBars(state.names, rows[i], rows[i].indexOf(Math.max(...rows[i]))))))));
   output.replaceChildren(
-    element("p", { className: "small mb-2", text: ctx.t("lesson.transfer-learning.result", {
+    element("p", { className: "small mb-2", text: ctx.t(test.length ? "lesson.transfer-learning.result" : "lesson.transfer-learning.result_no_test", {
       right, total: test.length, photos: train.length, classes: used.length, seconds: formatNumber(seconds, { maximumFractionDigits: 1 }),
       embed: formatNumber(embedSeconds, { maximumFractionDigits: 1 }), accuracy: percent(history.acc.at(-1) ?? 0, 0) }) }),
     table);
@@ -229,7 +229,7 @@ export async function mount(root, ctx) {
   const progress = progressBar();
   const output = element("div", { className: "mt-2" });
   const live = element("div", { className: "mt-2", attrs: { "aria-live": "polite" } });
-  const preset = element("select", { className: "form-select form-select-sm w-auto", attrs: { id: "tl-preset" } },
+  const preset = element("select", { className: "form-select form-select-sm w-auto mw-100", attrs: { id: "tl-preset" } },
     ...Object.keys(PRESETS).map((key) => element("option", { text: ctx.t(`lesson.transfer-learning.preset_${key}`), attrs: { value: key } })));
   const trainButton = element("button", { className: "btn btn-primary btn-sm", text: ctx.t("lesson.transfer-learning.train"), attrs: { type: "button" } });
   const pickFile = element("input", { className: "form-control form-control-sm", attrs: { type: "file", accept: "image/*", id: "tl-classify" } });
@@ -247,6 +247,9 @@ export async function mount(root, ctx) {
     }
   };
   const load = async (key) => {
+    state.head?.dispose();
+    state.head = null;  // the live view waits for the next training
+    live.replaceChildren();
     const { classes, model } = await PRESETS[key](ctx);
     Object.assign(state, { classes, model: model || state.model });
     camera.buttons.length = 0;
@@ -255,8 +258,8 @@ export async function mount(root, ctx) {
     output.replaceChildren();
   };
   root.append(element("p", { className: "small", text: ctx.t("lesson.transfer-learning.intro") }),
-    element("div", { className: "d-flex flex-wrap gap-2 align-items-center mb-2" },
-      element("label", { className: "small", text: ctx.t("lesson.transfer-learning.preset"), attrs: { for: "tl-preset" } }), preset),
+    element("div", { className: "mb-2" },
+      element("label", { className: "form-label small d-block mb-1", text: ctx.t("lesson.transfer-learning.preset"), attrs: { for: "tl-preset" } }), preset),
     boxes, element("div", { className: "d-flex flex-wrap gap-2 align-items-center mb-2" }, trainButton, camera.toggle),
     camera.video, progress.node, output,
     element("h3", { className: "h6 mt-3", text: ctx.t("lesson.transfer-learning.live_title") }),
