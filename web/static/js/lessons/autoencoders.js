@@ -3,8 +3,15 @@
 // the reconstruction error against a threshold the student moves; the 2-D latent map stored with the model; and
 // the honest out-of-distribution evaluation from its card, next to the image model's own scores.
 import { element } from "../render.js";
-import { axis, block, chart, choiceExercise, done, failed, fixed, pct, samples, smallTable } from "../model-lessons.js";
+import { axis, block as plainBlock, chart, choiceExercise, done, failed, fixed, pct, samples, smallTable } from "../model-lessons.js";
 import { loadGarments } from "./garments.js";
+
+/** A section heading with room above it. */
+function block(title, text) {
+  const section = plainBlock(title, text);
+  section.classList.add("mt-3");
+  return section;
+}
 
 const MODEL = "fashion-autoencoder";
 const URL_RECONSTRUCT = "/api/v1/autoencoder/reconstruct";
@@ -31,7 +38,7 @@ async function inputs(ctx) {
   ctx.shared.aeInputs ??= (async () => {
     const garments = await loadGarments(ctx, "sneaker,bag", () => [0, 0], 2, ctx.quick ? 2 : 3);
     const normal = await Promise.all(garments.test.images.map(async (pixels, i) => ({
-      name: `${ctx.t(`label.${garments.classes[garments.test.labels[i]]}`)} (Fashion-MNIST)`, blob: await pngBlob(pixels), normal: true })));
+      name: ctx.t(`label.${garments.classes[garments.test.labels[i]]}`), blob: await pngBlob(pixels), normal: true })));
     const known = new Map((await samples(ctx)).map((photo) => [photo.name, photo]));
     const photos = await Promise.all(PHOTOS.filter((name) => known.has(name)).map(async (name) => ({
       name, blob: await (await fetch(known.get(name).url)).blob(), normal: false })));
@@ -56,6 +63,7 @@ function gallery(parent, ctx, items, body) {
         element("img", { className: "ae-thumb", attrs: { src: result.reconstruction, alt: ctx.t("lesson.autoencoders.output_alt", { name: item.name }) } })),
       element("figcaption", { className: "small" },
         element("div", { className: "text-truncate", text: item.name }),
+        element("div", { className: "text-body-secondary", text: ctx.t(item.normal ? "lesson.autoencoders.from_fashion" : "lesson.autoencoders.from_photo") }),
         element("div", { text: ctx.t("lesson.autoencoders.error", { error: fixed(result.error, 4) }) }),
         element("span", { className: `badge ${result.unusual ? "text-bg-warning" : "text-bg-success"}`,
           text: ctx.t(result.unusual ? "lesson.autoencoders.unusual" : "lesson.autoencoders.normal") })));
@@ -112,7 +120,7 @@ function evaluation(parent, ctx, card) {
 export async function mount(root, ctx) {
   try {
     const card = await servedCard(ctx);
-    root.append(block(ctx.t("lesson.autoencoders.rebuild_title"), ctx.t("lesson.autoencoders.rebuild_text",
+    root.append(block(ctx.t("lesson.autoencoders.rebuild_title", { dim: card.latent.dim }), ctx.t("lesson.autoencoders.rebuild_text",
       { dim: card.latent.dim, mse: fixed(card.metrics.reconstruction_mse.test, 4) })));
     const items = await inputs(ctx);
     const box = element("div", { className: "ae-gallery mb-2" });

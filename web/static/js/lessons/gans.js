@@ -4,7 +4,14 @@
 // it learnt, and the quality figure says honestly how recognisable its digits are.
 import { wasmBackend } from "../edge.js";
 import { element } from "../render.js";
-import { axis, block, chart, choiceExercise, done, failed, fixed, pct, smallTable } from "../model-lessons.js";
+import { axis, block as plainBlock, chart, choiceExercise, done, failed, fixed, pct, smallTable } from "../model-lessons.js";
+
+/** A section heading with room above it. */
+function block(title, text) {
+  const section = plainBlock(title, text);
+  section.classList.add("mt-3");
+  return section;
+}
 
 const tf = globalThis.tf;
 const MODEL = "digits-gan";

@@ -2,7 +2,14 @@
 // as measured by `riim paradigms` (training/paradigms.py, GET /api/v1/paradigms): accuracy per number of labels
 // or right/wrong answers, what k-means found without any label, and the bandit's regret.
 import { element } from "../render.js";
-import { axis, block, chart, choiceExercise, done, failed, fixed, pct, smallTable } from "../model-lessons.js";
+import { axis, block as plainBlock, chart, choiceExercise, done, failed, fixed, pct, smallTable } from "../model-lessons.js";
+
+/** A section heading with room above it. */
+function block(title, text) {
+  const section = plainBlock(title, text);
+  section.classList.add("mt-3");
+  return section;
+}
 
 const URL_RESULTS = "/api/v1/paradigms";
 const METHODS = [
@@ -30,7 +37,8 @@ function curves(parent, ctx, body) {
     data: { labels: sizes, datasets: METHODS.map(({ key, colour }) => ({
       label: ctx.t(`lesson.paradigms.method.${key}`), borderColor: colour, backgroundColor: colour,
       data: sizes.map((n) => mean(body.summary, key, n)) })) },
-    options: { scales: { x: { type: "logarithmic", ...axis(ctx.t("lesson.paradigms.x_axis")) },
+    options: { scales: { x: { type: "logarithmic", afterBuildTicks: (scale) => { scale.ticks = sizes.map((value) => ({ value })); },
+      ...axis(ctx.t("lesson.paradigms.x_axis")) },
       y: { min: 0, max: 1, ...axis(ctx.t("lesson.paradigms.y_axis")) } } },
   }, ctx.t("lesson.paradigms.chart_title"));
 }
@@ -40,7 +48,7 @@ function comparison(parent, ctx, body) {
   const sizes = TABLE_SIZES.filter((n) => body.sizes.includes(n));
   const cell = (method, n) => `${pct(mean(s, method, n))} ± ${fixed(spread(s, method, n) * 100, 1)}`;
   parent.append(block(ctx.t("lesson.paradigms.table_title"), ctx.t("lesson.paradigms.table_text")), smallTable([
-    [ctx.t("lesson.paradigms.n"), ...METHODS.map(({ key }) => ctx.t(`lesson.paradigms.method.${key}`)), ctx.t("lesson.paradigms.regret")],
+    [ctx.t("lesson.paradigms.n"), ...METHODS.map(({ key }) => ctx.t(`lesson.paradigms.short.${key}`)), ctx.t("lesson.paradigms.regret")],
     ...sizes.map((n) => [n.toLocaleString(ctx.lang), ...METHODS.map(({ key }) => cell(key, n)),
       `${fixed(s.linucb.regret[String(n)][0], 0)} / ${fixed(s.epsilon_greedy.regret[String(n)][0], 0)}`]),
   ]), element("p", { className: "small text-body-secondary", text: ctx.t("lesson.paradigms.clusters_score", {
