@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: setup run serve worker test test-fast models clean-models help
+.PHONY: setup run serve worker test test-fast models clean-models help mlflow-ui
 help:
 	@echo "make run    set up, build the default model if needed, serve http://$(HOST):$(PORT)"
 	@echo "make serve  production serving with gunicorn ((2 x cores) + 1 workers, RIIM_WORKERS=N) and a job worker"
@@ -119,3 +119,18 @@ test-fast: setup
 
 clean-models:
 	rm -rf models/store
+
+# MLflow's own web UI over the CNN lab's tracking store (instance/lab/mlflow.db + artifacts). RIIM installs
+# mlflow-skinny (tracking client + SQLite store; its `mlflow server` has no UI bundle): the full `mlflow`
+# package does not co-install with RIIM's pinned gunicorn, so the UI runs from a venv of its own.
+LAB_DIR ?= $(CURDIR)/instance/lab
+MLFLOW_VENV ?= $(HOME)/.cache/riim-mlflow-ui
+mlflow-ui:
+	@if [ ! -x "$(MLFLOW_VENV)/bin/mlflow" ] || [ ! -d "$$($(MLFLOW_VENV)/bin/python -c 'import mlflow, os; print(os.path.dirname(mlflow.__file__))' 2>/dev/null)/server/js/build" ]; then \
+	  echo "MLflow's UI needs the full 'mlflow' package, which conflicts with RIIM's pinned gunicorn."; \
+	  echo "Install it once in a separate venv (needs the internet or a local package index):"; \
+	  echo "  $(PYTHON) -m venv $(MLFLOW_VENV) && $(MLFLOW_VENV)/bin/pip install mlflow==$$($(BIN)/python -c 'import mlflow; print(mlflow.__version__)')"; \
+	  echo "then run make mlflow-ui again. Without it, the lab page http://$(HOST):$(PORT)/lab reads the same runs."; \
+	  exit 1; fi
+	@echo "==> MLflow UI on http://$(HOST):5001 over $(LAB_DIR) (Ctrl-C to stop)"
+	@$(MLFLOW_VENV)/bin/mlflow ui --backend-store-uri "sqlite:///$(LAB_DIR)/mlflow.db" --host $(HOST) --port 5001

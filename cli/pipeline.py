@@ -13,20 +13,41 @@ def train(registry: Registry, data_dir: Path, name: str, config: TrainConfig, wo
     """Fine-tune on ``data_dir``, publish, add the ONNX model, promote (by default only the first version).
     On a worker of a cluster other than the chief, only trains: returns ``None``."""
     from export import onnx_export
-    from training import finetune
+    from training import finetune, tracking
     from training.progress import Progress
 
     progress = progress or Progress(bars=False)
-    result = finetune.train(data_dir, config, work_dir, progress)
-    if not result.publishes:
-        progress.finish(version=None)
-        return None
-    version = finetune.publish(registry, name, result, progress)
-    onnx_export.add_onnx(registry, name, version, result.model, result.check_images)
-    if promote or (promote is None and registry.current(name) is None):
-        registry.promote(name, version)
+    with tracking.start("riim-train", name, tracking.flatten(config.to_dict()),
+                        {"riim.kind": "train", "riim.model": name, "riim.data": data_dir}) as run:
+        result = finetune.train(data_dir, config, work_dir, progress)
+        if not result.publishes:
+            run.set_tags({"riim.role": "worker (the chief publishes)"})
+            progress.finish(version=None)
+            return None
+        version = finetune.publish(registry, name, result, progress)
+        onnx_export.add_onnx(registry, name, version, result.model, result.check_images)
+        if promote or (promote is None and registry.current(name) is None):
+            registry.promote(name, version)
+        track_finetune(run, registry, name, version)
     progress.finish(version=version, test_accuracy=result.card["metrics"].get("test", {}).get("accuracy"))
     return version
+
+
+def track_finetune(run, registry: Registry, name: str, version: str) -> None:
+    """What `riim train` leaves in its MLflow run (training/tracking.py): per-epoch curves of each stage,
+    test metrics, the card, curves.png and the test confusion matrix."""
+    from training import tracking
+
+    card = registry.card(name, version)
+    metrics = card["metrics"]
+    tracking.log_history(run, metrics.get("curves", {}))
+    if "test" in metrics:
+        run.log_metrics({"test_accuracy": metrics["test"]["accuracy"], "test_macro_f1": metrics["test"]["macro_f1"]})
+    run.log_metrics({"train_seconds": card["training"]["seconds"]["total"], "parameters": card["backbone"]["parameters"]})
+    run.set_tags({"riim.version": version})
+    curves = registry.path(name, version) / "curves.png"
+    confusion = (metrics["test"]["confusion"]["matrix"], metrics["test"]["confusion"]["labels"]) if "test" in metrics else None
+    tracking.log_card_and_plots(run, card, curves if curves.is_file() else None, confusion)
 
 
 def build_default(registry: Registry, check_images=None, full: bool = True, repeats: int = 10,

@@ -11,10 +11,15 @@ model card (``card.json``), artifacts (curves, confusion matrix, alerts) and tag
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
+
+from models import atomic
 
 REPO = Path(__file__).resolve().parent.parent
 DB_FILE = "mlflow.db"
@@ -38,8 +43,25 @@ def _mlflow(directory: Path):
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     directory.mkdir(parents=True, exist_ok=True)
+    if not (directory / DB_FILE).is_file():
+        _copy_empty_store(mlflow, directory / DB_FILE)
     mlflow.set_tracking_uri(tracking_uri(directory))
     return mlflow
+
+
+def _copy_empty_store(mlflow, target: Path) -> None:
+    """A new store is a copy of an empty one made once per MLflow version: creating the schema runs
+    MLflow's ~50 migrations (seconds), a copy takes milliseconds (tests make many lab folders)."""
+    template = Path(tempfile.gettempdir()) / f"riim-mlflow-{mlflow.__version__}-empty.db"
+    with open(template.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not template.is_file():
+            scratch = template.with_name(f"{template.name}.{os.getpid()}")
+            scratch.unlink(missing_ok=True)
+            mlflow.MlflowClient(f"sqlite:///{scratch}").search_experiments()  # runs the migrations
+            os.replace(scratch, template)
+    with atomic.replacing(target) as temp:
+        shutil.copyfile(template, temp)
 
 
 def experiment_id(mlflow, name: str, directory: Path) -> str:
@@ -93,6 +115,17 @@ def start(experiment: str, run_name: str, params: dict, tags: dict | None = None
 
 def _param(value) -> str:
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def flatten(values: dict, prefix: str = "") -> dict:
+    """``{"head": {"epochs": 60}}`` → ``{"head.epochs": 60}`` (a nested config as tracker parameters)."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def log_history(run: Run, curves: dict[str, dict[str, list[float]]]) -> None:
