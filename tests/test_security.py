@@ -21,6 +21,7 @@ from tests.conftest import ADMIN, serving_app
 PUBLIC_WRITES = {
     "api.predict": "public JSON API: CSRF-exempt, rate-limited, changes no admin state",
     "api.feature_maps": "public analysis of the caller's image: rate-limited, stores nothing",
+    "digits.predict": "public digit recognition: CSRF-exempt, rate-limited, stores nothing",
     "auth.login": "the way to become an admin (CSRF-protected, rate-limited)",
     "auth.logout": "ends the caller's own session",
 }
