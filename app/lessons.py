@@ -233,14 +233,21 @@ def read(slug: str, lang: str) -> Lesson:
     if not SLUG.match(slug) or lang not in LANGUAGES:
         raise FileNotFoundError(slug)
     path = lesson_path(slug, lang)
+    meta, sections = _parsed(path, path.stat().st_mtime)
+    code = meta.get("code") if isinstance(meta.get("code"), list) else []
+    return Lesson(slug, lang, meta, sections, tuple(excerpt(entry) for entry in code if isinstance(entry, dict)))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(path: Path, mtime: float) -> tuple[dict, tuple[Section, ...]]:
+    """Front matter and rendered sections of a lesson file, parsed again whenever the file changes (the code
+    excerpts are not cached here: :func:`read` takes them from their files on every call)."""
     meta, body = split_front_matter(path.read_text(encoding="utf-8"))
     sections = split_sections(body)
     if len(sections) != len(PARTS):
         raise LessonError(f"{path.name}: {len(sections)} '## ' sections, expected {len(PARTS)} "
                           "(what it is / see it / the code / try it)")
-    code = meta.get("code") if isinstance(meta.get("code"), list) else []
-    return Lesson(slug, lang, meta, tuple(Section(heading, text, render(text)) for heading, text in sections),
-                  tuple(excerpt(entry) for entry in code if isinstance(entry, dict)))
+    return meta, tuple(Section(heading, text, render(text)) for heading, text in sections)
 
 
 def index(lang: str) -> list[Lesson]:
@@ -256,7 +263,13 @@ def index(lang: str) -> list[Lesson]:
 
 def concepts() -> dict:
     """web/lessons/concepts.yaml: ``required_issues`` and ``concepts`` (key → {es, en, issue})."""
-    return yaml.safe_load((LESSONS_DIR / "concepts.yaml").read_text(encoding="utf-8"))
+    path = LESSONS_DIR / "concepts.yaml"
+    return _concepts(path, path.stat().st_mtime)
+
+
+@functools.lru_cache(maxsize=4)
+def _concepts(path: Path, mtime: float) -> dict:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 def meta_problems(meta: dict, where: str) -> list[str]:
