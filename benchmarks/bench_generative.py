@@ -114,7 +114,7 @@ def main() -> None:
             assert not outside, outside
         print(f"browser (Chromium, TF.js {result['backend']}): one digit p50 {p50(result['times']):.2f} ms, "
               f"p95 {sorted(result['times'])[int(0.95 * len(result['times'])) - 1]:.2f} ms over {len(result['times'])} draws "
-              f"(server round trip / browser = {p50(sample) / p50(result['times']):.1f}x)")
+              f"(server call in process, no network / browser = {p50(sample) / p50(result['times']):.2f}x)")
     print(f"\nload average after: {os.getloadavg()}")
 
 
