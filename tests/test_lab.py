@@ -143,13 +143,13 @@ def test_a_learning_rate_too_small_plateaus_with_augmentation_recorded(lab_dir):
 def test_a_sweep_prunes_tracks_and_retrains_its_best(lab_dir, tmp_path):
     from training import sweep
 
-    result = invoke("sweep", "--name", "tiny", "--trials", "6", *TINY, "--set", "data.train_images=200",
-                    "--set", "train.epochs=3")
+    result = invoke("sweep", "--name", "tiny", "--trials", "3", *TINY, "--set", "data.train_images=150",
+                    "--set", "train.epochs=2")
     assert result.exit_code == 0, result.output
     summary = json.loads(sweep.summary_path("tiny").read_text())
-    assert len(summary["trials"]) == 6 and summary["default"]["number"] == 0
+    assert len(summary["trials"]) == 3 and summary["default"]["number"] == 0
     assert summary["default"]["params"]["learning_rate"] == lab_config.FitConfig().learning_rate
-    assert summary["counts"]["complete"] + summary["counts"]["pruned"] + summary["counts"]["fail"] == 6
+    assert summary["counts"]["complete"] + summary["counts"]["pruned"] + summary["counts"]["fail"] == 3
     assert set(summary["importances"]) == set(sweep.SPACE)
     best = summary["best"]
     assert best["value"] == max(t["value"] for t in summary["trials"] if t["state"] == "complete")
@@ -159,3 +159,48 @@ def test_a_sweep_prunes_tracks_and_retrains_its_best(lab_dir, tmp_path):
     config = Registry(tmp_path).card("best", "v1")["training"]["config"]
     assert config["train"]["learning_rate"] == best["params"]["learning_rate"]
     assert config["model"]["width"] == best["params"]["width"]
+
+
+def test_the_lab_page_shows_alerts_strip_runs_and_sweep(published, lab_dir):
+    """The real page (es/en, desktop/phone) on the runs, alerts, model and sweep made above."""
+    from PIL import Image
+
+    from tests.browser_support import ARTIFACTS, chromium, guard_loopback, live_server, page_errors
+    from tests.conftest import serving_app
+
+    registry, _ = published
+    app = serving_app({"MODELS_DIR": str(registry.root), "LAB_DIR": str(lab_dir), "RATELIMIT_ENABLED": False})
+    client = app.test_client()
+    assert client.get("/api/v1/lab/runs?kind=nothing").status_code == 400
+    assert client.get("/api/v1/lab/runs/" + "0" * 32).status_code == 404
+    assert client.get("/api/v1/lab/sweeps/absent").status_code == 404
+    assert client.get("/api/v1/lab/models/absent/sample.png").status_code == 404
+    assert client.post("/api/v1/lab/train", json={"epochs": 1}).status_code in (400, 401)  # CSRF / login first
+    sample = np.asarray(Image.open(registry.file("tiny-cnn", None, "sample")))
+    expected = float(T.Pipeline.from_card(registry.card("tiny-cnn")["transforms"])(sample).mean())
+    shots = ARTIFACTS / "lab"
+    shots.mkdir(parents=True, exist_ok=True)
+    with live_server(app) as url, chromium() as browser:
+        for lang, width, height in (("es", 1366, 900), ("en", 390, 844)):
+            context = browser.new_context(viewport={"width": width, "height": height})
+            outside, errors = guard_loopback(context), page_errors(context)
+            page = context.new_page()
+            page.goto(f"{url}/lab?lang={lang}")
+            page.wait_for_selector("main[data-state=ready]")
+            page.wait_for_selector("#strip[data-state=done]")
+            steps = page.locator("#strip figure").evaluate_all("nodes => nodes.map(n => [n.dataset.step, +n.dataset.mean])")
+            assert [name for name, _ in steps] == ["input", "channels", "resize", "normalize"]
+            assert abs(steps[-1][1] - expected) < 1e-3  # the browser's normalised pixels = models/transforms.py
+            assert page.locator("#alerts li").count() >= 5 and page.locator("#alert-badge").is_visible()
+            boxes = page.locator("#runs input[type=checkbox]")
+            assert boxes.count() >= 5 and page.locator("#runs .badge").count() == 1  # one best run
+            boxes.nth(0).check()
+            page.wait_for_selector("#runs[data-state=done]")
+            page.locator("#runs input[type=checkbox]").nth(1).check()
+            page.locator("#compare-hint").filter(has_text="2").wait_for()
+            page.wait_for_selector(".lab-chart[data-state=done]")
+            assert "3" in page.locator("#sweep-summary").inner_text()
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            page.screenshot(path=shots / f"lab-{lang}-{width}.png", full_page=True)
+            assert not outside and not errors, (outside, errors)
+            context.close()

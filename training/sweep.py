@@ -128,12 +128,14 @@ def run(name: str, trials: int, source: str, base: dict, progress: Progress | No
                 return trial.should_prune()
 
             result = lab_cnn.train(data, trial_config, Progress(bars=False), notifier, tracked, prune)
-            if result.pruned:
+            if result.pruned:  # the run ends FINISHED (it did what it was asked), tagged as pruned
                 tracked.set_tags({"riim.pruned": "true"})
-                raise optuna.TrialPruned()
-            tracked.log_metrics({"test_accuracy": result.metrics["test"]["accuracy"]})
-            trial.set_user_attr("test_accuracy", result.metrics["test"]["accuracy"])
-            return max(result.history["val_accuracy"])
+            else:
+                tracked.log_metrics({"test_accuracy": result.metrics["test"]["accuracy"]})
+                trial.set_user_attr("test_accuracy", result.metrics["test"]["accuracy"])
+        if result.pruned:
+            raise optuna.TrialPruned()
+        return max(result.history["val_accuracy"])
 
     def after(study_, trial_):
         done = sum(1 for t in study_.trials if t.state.is_finished()) - already

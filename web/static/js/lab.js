@@ -214,7 +214,7 @@ async function loadRuns() {
       compare();
     });
     const p = run.params;
-    const settings = [p["model.depth"] && t("lab.settings", { depth: p["model.depth"], width: p["model.width"], lr: p["train.learning_rate"] }),
+    const settings = [p["model.depth"] && t("lab.settings", { depth: p["model.depth"], width: p["model.width"], lr: number(Number(p["train.learning_rate"]), 5) }),
       run.tags.sweep && t("lab.in_sweep", { sweep: run.tags.sweep, trial: run.tags.trial }), run.tags.pruned && t("lab.pruned")].filter(Boolean).join(" · ");
     const name = element("span", { text: run.name });
     if (run.id === best) name.append(element("span", { className: "badge text-bg-success ms-1", text: t("lab.best") }));
