@@ -7,6 +7,7 @@ exercise checks answers against, with ``GET /api/v1/learn/ci``, the project's ow
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +86,12 @@ def first_line(node: ast.AST) -> str:
 
 def summarise_test_file(path: Path) -> dict:
     """One test module: its file, the first line of its docstring and its ``test_*`` functions (name,
-    first docstring line, line number)."""
+    first docstring line, line number); parsed again whenever the file changes."""
+    return _summary(path, path.stat().st_mtime)
+
+
+@functools.lru_cache(maxsize=512)
+def _summary(path: Path, mtime: float) -> dict:
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"))
     except (SyntaxError, UnicodeDecodeError):

@@ -33,10 +33,20 @@ from tests.browser_support import chromium, guard_loopback, live_server, page_er
 # slug → kind of each demo root in page order (the "see it" demos, then the exercise): "training" demos train
 # in the page (budget 60 s with a progress bar), "answer" demos show a computed answer (budget 2 s).
 LESSONS = {
+    "intro-ai": ("training", "answer"),
+    "neural-networks": ("training", "answer"),
+    "convolution": ("answer", "answer"),
+    "cloud-vs-edge": ("answer", "answer"),
+    "ci-cd": ("answer", "answer"),
     "transfer-learning": ("training", "answer", "answer"),
     "data-augmentation": ("answer", "answer"),
     "overfitting": ("training", "answer"),
     "cross-validation": ("training", "answer"),
+    "pruning": ("answer", "answer"),
+    "quantization": ("answer", "answer"),
+    "model-formats": ("answer", "answer"),
+    "active-learning": ("answer", "answer"),
+    "anomalies-explanations": ("answer", "answer"),
 }
 BUDGET_S = {"training": 60.0, "answer": 2.0}
 

@@ -59,15 +59,29 @@ export async function mount(root, ctx) {
   const edgeSource = t(edge.source === "cache" ? "lesson.cloud-vs-edge.from_cache" : "lesson.cloud-vs-edge.from_network",
     { seconds: formatNumber(edge.loadMs / 1000, { maximumFractionDigits: 1 }) });
 
-  async function compare(blob) {
+  let measuring = 0;
+  /** Server and browser take turns on the photo ``repeats`` times; the table and chart are redrawn after each
+   * pair, and the returned promise resolves with the first pair (the rest keeps measuring). */
+  function compare(blob) {
+    const mine = ++measuring;
     preview.src = URL.createObjectURL(blob);
     status.textContent = t("lesson.cloud-vs-edge.measuring", { repeats });
     const server = [];
     const local = [];
-    for (let i = 0; i < repeats; i += 1) {  // one after the other: neither timing includes the other's work
-      server.push(await askServer(modelName, blob));
-      local.push(await askEdge(edge, blob));
-    }
+    let first;
+    const firstShown = new Promise((resolve, reject) => { first = { resolve, reject }; });
+    (async () => {
+      for (let i = 0; i < repeats && mine === measuring; i += 1) {  // one after the other: neither timing includes the other's work
+        server.push(await askServer(modelName, blob));
+        local.push(await askEdge(edge, blob));
+        show(server, local, i + 1 < repeats);
+        if (i === 0) first.resolve();
+      }
+    })().catch((error) => { status.textContent = error.message; first.reject(error); });
+    return firstShown;
+  }
+
+  function show(server, local, more) {
     const s = server.at(-1);
     const e = local.at(-1).result;
     const serverMs = median(server.map((run) => run.roundTripMs));
@@ -78,7 +92,7 @@ export async function mount(root, ctx) {
       ["", t("lesson.cloud-vs-edge.server"), t("lesson.cloud-vs-edge.edge")],
       [t("lesson.cloud-vs-edge.answer"), answer(s.result), answer(e)],
       [t("lesson.cloud-vs-edge.latency"), ms(serverMs), ms(edgeMs)],
-      [t("lesson.cloud-vs-edge.sent"), t("lesson.cloud-vs-edge.sent_server", { size: kilobytes(s.bytesSent), n: repeats }),
+      [t("lesson.cloud-vs-edge.sent"), t("lesson.cloud-vs-edge.sent_server", { size: kilobytes(s.bytesSent), n: server.length }),
         t("lesson.cloud-vs-edge.sent_edge", { requests })],
       [t("lesson.cloud-vs-edge.kept"), t(s.stored ? "lesson.cloud-vs-edge.stored" : "lesson.cloud-vs-edge.not_stored"), t("lesson.cloud-vs-edge.never")],
       [t("lesson.cloud-vs-edge.model"), t("lesson.cloud-vs-edge.model_server"), `TF.js (${edge.backend}) · ${tOr(`edge.format_${edge.format}`, edge.format)} · ${edgeSource}`],
@@ -91,8 +105,9 @@ export async function mount(root, ctx) {
     ];
     chart.update();
     const agree = s.result.label === e.label && s.result.unknown === e.unknown;
-    status.textContent = t(agree ? "lesson.cloud-vs-edge.agree" : "lesson.cloud-vs-edge.disagree", { faster: t(serverMs < edgeMs
-      ? "lesson.cloud-vs-edge.server" : "lesson.cloud-vs-edge.edge"), ratio: formatNumber(Math.max(serverMs, edgeMs) / Math.max(0.1, Math.min(serverMs, edgeMs)), { maximumFractionDigits: 1 }) });
+    status.textContent = `${t(agree ? "lesson.cloud-vs-edge.agree" : "lesson.cloud-vs-edge.disagree", { faster: t(serverMs < edgeMs
+      ? "lesson.cloud-vs-edge.server" : "lesson.cloud-vs-edge.edge"), ratio: formatNumber(Math.max(serverMs, edgeMs) / Math.max(0.1, Math.min(serverMs, edgeMs)), { maximumFractionDigits: 1 }) })}${
+      more ? ` ${t("lesson.cloud-vs-edge.still", { done: server.length, repeats })}` : ""}`;
     Object.assign(ctx.shared, { cloud: { serverMs, edgeMs, requests, bytes: s.bytesSent } });
     root.dataset.result = JSON.stringify({ server_ms: serverMs, edge_ms: edgeMs, edge_requests: requests, server_bytes: s.bytesSent, agree: Number(agree) });
     root.dataset.expect = JSON.stringify({ server_ms: [0, 10000], edge_ms: [0, 10000], edge_requests: [0, 0], server_bytes: [1, 50e6] });
