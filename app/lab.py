@@ -6,6 +6,8 @@
   importances computed by Optuna in the trial runner, parameters for the parallel-coordinates chart).
 - ``GET models``: the lab's models (task ``small-image-classification``) with their transforms and metrics;
   ``GET models/<name>/sample.png``: the raw test image the page sends through the card's transforms.
+- ``POST predict?model=`` (multipart ``image``): a lab model's answer on ONNX Runtime, the image sent through
+  the card's transforms by :mod:`models.transforms` — the steps training fitted, applied at serving.
 - ``POST train`` / ``POST sweeps`` (admin): background jobs of kind ``lab-train`` / ``lab-sweep``
   (:mod:`app.job_kinds`) running ``riim lab train`` / ``riim lab sweep``; ``{"sweep": name}`` retrains a
   sweep's best trial and publishes it as a version.
@@ -14,15 +16,22 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request, send_file, url_for
 
 from app import job_kinds, jobs, lab_runs, params
+from app.api import decode, uploaded_images
 from app.auth import admin_required
 from app.errors import ApiError
 from app.inference import model_cache
-from models import lab_config
+from app.security import csrf
+from models import lab_config, transforms
 from models.registry import RegistryError
 from models.training_config import ConfigError
 
@@ -218,6 +227,38 @@ def sample(name: str):
     except RegistryError:
         raise ApiError(404, "unknown_model", model=name[:80]) from None
     return send_file(path, mimetype="image/png", max_age=3600)
+
+
+@lru_cache(maxsize=4)
+def _session(path: str, sha256: str) -> ort.InferenceSession:
+    """One ONNX Runtime session per model file (its sha256 in the key: a new version is a new session)."""
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+
+@bp.post("/api/v1/lab/predict")
+@csrf.exempt  # public JSON API like /api/v1/predict: no session, nothing stored
+def predict():
+    registry = model_cache().registry
+    name = params.text("model", DEFAULT_MODEL)
+    if name not in registry.models(TASK):
+        raise ApiError(404, "unknown_model", model=name[:80])
+    try:
+        card = registry.card(name)
+        path = registry.file(name, None, "onnx")
+    except RegistryError:
+        raise ApiError(404, "unknown_model", model=name[:80]) from None
+    (filename, data), *more = uploaded_images()
+    if more:
+        raise ApiError(400, "too_many_images", limit=1)
+    image = np.asarray(decode(filename, data))
+    started = time.perf_counter()
+    batch = transforms.Pipeline.from_card(card["transforms"])(image)[None].astype(np.float32)
+    probabilities = _session(str(path), card["files"]["onnx"]["sha256"]).run(["probabilities"], {"image": batch})[0][0]
+    order = np.argsort(probabilities)[::-1][:3]
+    return jsonify(model={"name": name, "version": card["version"]},
+                   top=[{"label": card["labels"][i], "probability": round(float(probabilities[i]), 4)} for i in order],
+                   input={"shape": list(batch.shape[1:]), "mean": round(float(batch.mean()), 4)},
+                   elapsed_ms=round((time.perf_counter() - started) * 1e3, 2))
 
 
 def init_app(app: Flask) -> None:

@@ -3,6 +3,7 @@ webhook posted to a receiver on 127.0.0.1, runs read back with MLflow's own clie
 publish + ONNX/TF.js export checked through the card's transforms, a small Optuna sweep and retrain-best."""
 from __future__ import annotations
 
+import io
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -178,6 +179,11 @@ def test_the_lab_page_shows_alerts_strip_runs_and_sweep(published, lab_dir):
     assert client.post("/api/v1/lab/train", json={"epochs": 1}).status_code in (400, 401)  # CSRF / login first
     sample = np.asarray(Image.open(registry.file("tiny-cnn", None, "sample")))
     expected = float(T.Pipeline.from_card(registry.card("tiny-cnn")["transforms"])(sample).mean())
+    png = registry.file("tiny-cnn", None, "sample").read_bytes()
+    answer = client.post("/api/v1/lab/predict?model=tiny-cnn", data={"image": (io.BytesIO(png), "sample.png")},
+                         content_type="multipart/form-data").get_json()
+    assert answer["input"] == {"shape": [28, 28, 1], "mean": pytest.approx(expected, abs=1e-4)}  # serving's steps
+    assert answer["top"][0]["label"] in registry.card("tiny-cnn")["labels"] and len(answer["top"]) == 3
     shots = ARTIFACTS / "lab"
     shots.mkdir(parents=True, exist_ok=True)
     with live_server(app) as url, chromium() as browser:

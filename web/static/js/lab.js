@@ -166,7 +166,7 @@ async function loadModels() {
   showModel();
 }
 
-function showModel() {
+function showModel(source = null) {
   const model = models.find((m) => m.name === $("lab-model").value) || models[0];
   const image = new Image();
   image.onload = () => {
@@ -176,7 +176,7 @@ function showModel() {
     $("strip").replaceChildren(...steps.map(stripTile), ...training);
     $("strip").dataset.state = "done";
   };
-  image.src = model.sample;
+  image.src = source || model.sample;
   const test = model.metrics.test;
   $("model-summary").textContent = t("lab.model_summary", { accuracy: percent(test.accuracy), images: number(test.images, 0),
     parameters: number(model.architecture.parameters, 0), seconds: number(model.seconds?.total ?? 0, 0),
@@ -300,7 +300,22 @@ $("sweep-form").addEventListener("submit", (event) => {
   start("/api/v1/lab/sweeps", formOptions(event.target, ["trials", "train_images", "epochs"]));
 });
 $("retrain-best").addEventListener("click", () => start("/api/v1/lab/train", { sweep: $("sweep-name").value }));
-$("lab-model").addEventListener("change", showModel);
+$("lab-model").addEventListener("change", () => showModel());
+$("lab-photo").addEventListener("change", async () => {
+  const file = $("lab-photo").files[0];
+  if (!file || !models.length) return;
+  const model = $("lab-model").value || models[0].name;
+  showModel(URL.createObjectURL(file));  // the browser's steps on the photo, beside the server's answer
+  const body = new FormData();
+  body.append("image", file);
+  try {
+    const answer = await api(`/api/v1/lab/predict?model=${encodeURIComponent(model)}`, { method: "POST", body });
+    $("lab-answer").textContent = t("lab.answer", { answers: answer.top.map((a) => `${a.label} ${percent(a.probability)}`).join(", "),
+      shape: answer.input.shape.join("×"), mean: number(answer.input.mean, 2) });
+  } catch (error) {
+    $("lab-answer").textContent = error.message;
+  }
+});
 $("sweep-name").addEventListener("change", showSweep);
 for (const id of ["runs-kind", "runs-status"]) $(id).addEventListener("change", loadRuns);
 $("runs-q").addEventListener("input", () => { clearTimeout(loadRuns.timer); loadRuns.timer = setTimeout(loadRuns, 300); });
