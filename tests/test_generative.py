@@ -16,7 +16,7 @@ from tests import tiny_model
 from tests.browser_support import ARTIFACTS, chromium, guard_loopback, live_server, page_errors
 from tests.conftest import serving_app
 
-TINY_AE = dict(train_images=512, validation_images=256, epochs=1, map_points=60)
+TINY_AE = dict(train_images=512, validation_images=256, test_images=256, epochs=1, map_points=60)
 TINY_GAN = dict(images=512, epochs=2, samples_per_epoch=4, quality_samples=100)
 
 

@@ -31,6 +31,7 @@ TPR = 0.95  # share of normal (validation) photos under the anomaly threshold
 class AutoencoderConfig:
     train_images: int = 20000
     validation_images: int = 2000
+    test_images: int = 10000  # of the test file (all of it by default)
     epochs: int = 10
     batch_size: int = 128
     latent_dim: int = 16
@@ -51,6 +52,7 @@ def load_data(config: AutoencoderConfig):
     """(train, validation, test images in [0, 1] as (N, 28, 28, 1), test labels)."""
     images, _ = fashion_mnist_arrays("train")
     test, test_labels = fashion_mnist_arrays("test")
+    test, test_labels = test[:config.test_images], test_labels[:config.test_images]
     rows = np.random.default_rng(config.seed).permutation(len(images))
     train = images[rows[:config.train_images]]
     validation = images[rows[config.train_images:config.train_images + config.validation_images]]
@@ -94,9 +96,11 @@ def latent_map(latent: np.ndarray, labels: np.ndarray, seed: int) -> dict:
     """The bottleneck of test photos in 2-D: PCA (linear) and t-SNE (keeps neighbours close)."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     pca = PCA(2, random_state=seed).fit(latent)
-    tsne = TSNE(2, perplexity=30, init="pca", random_state=seed).fit_transform(latent)
+    with threadpool_limits(1, user_api="openmp"):  # its OpenMP threads spin for seconds on a busy machine
+        tsne = TSNE(2, perplexity=min(30, len(latent) - 1), init="pca", random_state=seed).fit_transform(latent)
     rounded = lambda points: np.round(points, 3).tolist()  # noqa: E731
     return {"classes": list(FASHION_MNIST_CLASSES), "labels": labels.tolist(),
             "pca": rounded(pca.transform(latent)), "tsne": rounded(tsne),
