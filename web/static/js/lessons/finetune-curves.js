@@ -1,6 +1,6 @@
 // The registry's learning curves (card metrics.curves, GET /api/v1/lessons/curves): stage 1 (frozen backbone,
 // head only) and, when the version was fine-tuned, stage 2 (last blocks unfrozen) continuing on the same axis.
-import { element, formatNumber, percent } from "../render.js";
+import { element, percent } from "../render.js";
 import { lineChart } from "../lesson_data.js";
 
 const STAGE_COLOURS = { head: "#1f77b4", finetune: "#d62728" };
