@@ -198,7 +198,7 @@ def train(source, config_path, settings, progress_file, result_file, webhook, lo
 @lab.command("transforms")
 @click.option("--source", default="fashion-mnist", show_default=True)
 @click.option("--index", default=0, show_default=True, help="Which test image to show.")
-@click.option("--augment", "strength", default=0.6, show_default=True, help="Augmentation strength shown.")
+@click.option("--augment", "strength", default=1.0, show_default=True, help="Augmentation strength shown.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the strip as a PNG.")
 def transforms_command(source, index, strength, out):
     """Show one image through every step of the transform pipeline (fitted on the training split)."""

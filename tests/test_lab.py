@@ -210,3 +210,13 @@ def test_the_lab_page_shows_alerts_strip_runs_and_sweep(published, lab_dir):
             page.screenshot(path=shots / f"lab-{lang}-{width}.png", full_page=True)
             assert not outside and not errors, (outside, errors)
             context.close()
+
+
+def test_transforms_command_shows_each_step(tmp_path):
+    from PIL import Image
+
+    result = invoke("transforms", "--index", "3", "--out", str(tmp_path / "strip.png"))
+    assert result.exit_code == 0, result.output
+    steps = [line.split()[0] for line in result.output.splitlines()[:5]]
+    assert steps == ["input", "augment", "channels", "resize", "normalize"] and "label: trouser" in result.output
+    assert Image.open(tmp_path / "strip.png").size == (5 * 112, 112)
