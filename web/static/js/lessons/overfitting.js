@@ -9,6 +9,7 @@ const FULL = { small: 20, large: 500, validation: 200, copies: 4, epochs: 40 };
 const QUICK = { small: 20, large: 60, validation: 50, copies: 1, epochs: 15 };
 const COLOURS = { small: "#d62728", large: "#1f77b4", dropout: "#ff7f0e", augment: "#2ca02c", early: "#9467bd" };
 const range = (n) => Array.from({ length: n }, (_, i) => i);
+const signedPoints = (difference) => `${difference >= 0 ? "+" : "−"}${formatNumber(Math.abs(100 * difference), { maximumFractionDigits: 1 })}`;
 
 /** The runs compared: which photos, and what changes. */
 function runs(sizes) {
@@ -88,8 +89,9 @@ function resultsTable(ctx, results, sizes) {
       element("th", { text: ctx.t(`lesson.overfitting.run_${run.key}`, sizes), attrs: { scope: "row" } }),
       element("td", { text: formatNumber(r.images) }), element("td", { text: percent(r.train) }),
       element("td", { text: percent(r.validation) }),
-      element("td", { text: formatNumber(100 * (r.train - r.validation), { maximumFractionDigits: 1 }) + " pp" }),
-      element("td", { text: run.patience ? ctx.t("lesson.overfitting.stopped", { best: r.epochs, stopped: r.stopped }) : formatNumber(r.epochs) }));
+      element("td", { className: "text-nowrap", text: `${formatNumber(100 * (r.train - r.validation), { maximumFractionDigits: 1 })} pp` }),
+      element("td", { text: !run.patience ? formatNumber(r.epochs)
+        : ctx.t(r.stopped < sizes.epochs ? "lesson.overfitting.stopped" : "lesson.overfitting.not_stopped", { best: r.epochs, stopped: r.stopped }) }));
   });
   return element("div", { className: "table-responsive" },
     element("table", { className: "table table-sm align-middle" }, element("thead", {}, element("tr", {}, ...head)), element("tbody", {}, ...rows)));
@@ -137,6 +139,9 @@ export async function mount(root, ctx) {
       small_gap: formatNumber(100 * (results.small.train - results.small.validation), { maximumFractionDigits: 0 }),
       large_gap: formatNumber(100 * (results.large.train - results.large.validation), { maximumFractionDigits: 0 }),
       small: sizes.small, large: sizes.large, validation: sizes.validation }) }),
+    element("p", { className: "small", text: ctx.t("lesson.overfitting.remedies", {
+      small: sizes.small, large: sizes.large, more: signedPoints(results.large.validation - results.small.validation),
+      ...Object.fromEntries(["dropout", "augment", "early"].map((key) => [key, signedPoints(results[key].validation - results.small.validation)])) }) }),
     element("p", { className: "small text-body-secondary", text: ctx.t("lesson.overfitting.source", { model: `${trainSet.model.name} ${trainSet.model.version}`, dimension: trainSet.dimension }) }));
   ctx.shared.overfitting = { data, results };
   root.dataset.result = JSON.stringify({
