@@ -1,7 +1,8 @@
 """A photo or drawing of ONE handwritten digit → an MNIST-like 28×28 input, step by step.
 
 The same steps MNIST's authors used, made explicit so students can watch them: greyscale → shrink (or
-enlarge) to a working size → contrast stretch → white ink on black (the border decides the polarity) → Otsu threshold →
+enlarge) to a working size → contrast stretch → white ink on black (the border decides the polarity), minus
+the paper's local level (uneven light: the least ink in a window wider than a stroke) → Otsu threshold →
 8-connected components: the largest one plus the pieces close to it (the bar of a 5, a 4 drawn in two
 strokes) → crop → longest side scaled to 20 px keeping the aspect (antialiased triangle filter) →
 centre of mass placed at the centre of a 28×28 frame. Values in [0, 1], white digit on black.
@@ -28,11 +29,14 @@ WORK_SIDE = 160  # larger pictures are shrunk to this longest side first
 SMALL_SIDE = 32  # smaller ones (an 8×8 scan, a 28×28 crop) are enlarged to it: thresholds need some pixels
 MIN_CONTRAST = 0.2  # (bright − dark) grey / 255 below this: nothing drawn (paper noise, blank canvas)
 TAIL = 0.005  # dark and bright are the 0.5 % and 99.5 % points of the grey values (specks do not count)
+BACKGROUND_RADIUS = 16  # the paper's level under a pixel: the least ink within this many working pixels
+# (a square of 33 px: wider than a stroke, a fifth of a 160 px photo; a small scan is covered whole, so
+# its level is its minimum and nothing changes)
 NOISE_FRACTION = 0.02  # components smaller than this × the largest are dust, ignored
 PART_MARGIN = 0.15  # a component within this × the digit's longest side of its box is part of it
 SEVERAL_FRACTION = 0.25  # a separate component at least this × the digit's area: another digit
 MIN_DIGIT_FRACTION = 0.08  # the digit's longest side must reach this × the picture's longest side
-MAX_INK_FRACTION = 0.5  # more "ink" than this share of the picture: no digit on a background
+MAX_INK_FRACTION = 0.5  # more of the picture darker than mid-grey (before the paper level): no digit
 GREY = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma
 
 
@@ -81,6 +85,15 @@ def _resize_rows(image: np.ndarray, n_out: int) -> np.ndarray:
         for k, weight in enumerate(weights):
             acc = acc + weight * image[low + k]
         out[i] = acc
+    return out
+
+
+def _min_filter(image: np.ndarray, radius: int) -> np.ndarray:
+    """Minimum over ``[i − radius, i + radius]`` along the rows (clipped at the edges); exact, as in JS."""
+    out = image.copy()
+    for shift in range(1, radius + 1):
+        out[shift:] = np.minimum(out[shift:], image[:-shift])
+        out[:-shift] = np.minimum(out[:-shift], image[shift:])
     return out
 
 
@@ -192,13 +205,19 @@ def preprocess(rgb: np.ndarray) -> Result:
     border = np.concatenate((stretched[0], stretched[-1], stretched[1:-1, 0], stretched[1:-1, -1]))
     info["dark_background"] = bool(_sequential_sum(border.tolist()) / border.size < 0.5)
     ink = stretched if info["dark_background"] else 1.0 - stretched
+    info["ink_fraction"] = int(np.count_nonzero(ink > 0.5)) / ink.size
+    if info["ink_fraction"] > MAX_INK_FRACTION:
+        steps["ink"] = ink
+        return Result(None, "no_digit", steps, info)
+    ink = ink - _min_filter(_min_filter(ink, BACKGROUND_RADIUS).T, BACKGROUND_RADIUS).T  # the paper's own level removed
+    peak = float(ink.max())
+    ink = ink / peak if peak > 0 else ink
     steps["ink"] = ink
     levels = np.floor(ink * 255.0 + 0.5).astype(np.int64)
     info["threshold"] = otsu(levels)
     mask = levels > info["threshold"]
     labels, found = components(mask)
-    info["ink_fraction"] = float(mask.sum()) / mask.size
-    if not found or info["ink_fraction"] > MAX_INK_FRACTION:
+    if not found:
         steps["mask"] = mask.astype(np.float64)
         return Result(None, "no_digit", steps, info)
     main = found[0]

@@ -143,6 +143,12 @@ def test_drawn_digits_are_read_by_the_cnn_on_server_and_browser(trained, browser
         context, page, outside, errors = open_page(browser, url)
         answers = {digit: draw(page, digit) for digit in range(10)}
         page.screenshot(path=SHOTS / "digits-es-1366.png", full_page=True)
+        page.evaluate("() => { document.getElementById('digits').dataset.state = 'uploading'; }")
+        page.set_input_files("#digit-photo", files=[{"name": "2.jpg", "mimeType": "image/jpeg", "buffer": photo_of(2)}])
+        page.wait_for_function("() => document.getElementById('digits').dataset.state === 'done'", timeout=30_000)
+        photo = {where: page.get_attribute(f"[data-kind=cnn] [data-where={where}] .digit-answer", "data-digit")
+                 for where in ("server", "browser")}
+        assert photo == {"server": "2", "browser": "2"}
         page.set_input_files("#digit-photo", files=[{"name": "two.png", "mimeType": "image/png", "buffer": two_digits()}])
         page.wait_for_function("() => document.getElementById('digits').dataset.state === 'refused'")
         assert page.eval_on_selector("#digits", "e => e.dataset.reason") == "several_digits"
@@ -171,4 +177,18 @@ def two_digits() -> bytes:
     picture.paste(drawn(4), (280, 0))
     buffer = io.BytesIO()
     picture.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def photo_of(digit: int) -> bytes:
+    """A JPEG like a phone photo of the drawn digit: grey paper lit unevenly, noise, dark ink, 640×480."""
+    from PIL import Image
+
+    rng = np.random.default_rng(digit)
+    paper = np.linspace(140, 230, 640)[None, :, None] + rng.normal(0, 5, (480, 640, 3))
+    ink = np.asarray(drawn(digit).resize((300, 300)).convert("L"), np.float64)[..., None] / 255.0
+    picture = paper.copy()
+    picture[90:390, 170:470] = paper[90:390, 170:470] * ink + 35 * (1 - ink)
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=85)
     return buffer.getvalue()

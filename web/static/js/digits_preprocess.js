@@ -7,6 +7,7 @@ const WORK_SIDE = 160;
 const SMALL_SIDE = 32;
 const MIN_CONTRAST = 0.2;
 const TAIL = 0.005;
+const BACKGROUND_RADIUS = 16;
 const NOISE_FRACTION = 0.02;
 const PART_MARGIN = 0.15;
 const SEVERAL_FRACTION = 0.25;
@@ -51,6 +52,22 @@ function resizeRows(source, nOut) {
 function transpose({ data, height, width }) {
   const out = image(width, height);
   for (let y = 0; y < height; y += 1) for (let x = 0; x < width; x += 1) out.data[x * height + y] = data[y * width + x];
+  return out;
+}
+
+/** Minimum over [i − radius, i + radius] along the rows, clipped at the edges. */
+function minFilter(source, radius) {
+  const { data, height, width } = source;
+  const out = image(height, width, Float64Array.from(data));
+  for (let shift = 1; shift <= radius; shift += 1) {
+    for (let y = 0; y < height; y += 1) {
+      for (let x = 0; x < width; x += 1) {
+        const at = y * width + x;
+        if (y >= shift) out.data[at] = Math.min(out.data[at], data[at - shift * width]);
+        if (y + shift < height) out.data[at] = Math.min(out.data[at], data[at + shift * width]);
+      }
+    }
+  }
   return out;
 }
 
@@ -150,16 +167,25 @@ export function preprocess(pixels, width, height, channels = 4) {
   let borderSum = 0;
   for (const value of border) borderSum += value;
   info.dark_background = borderSum / border.length < 0.5;
-  const ink = info.dark_background ? stretched : stretched.map((v) => 1 - v);
+  const raw = image(height, width, info.dark_background ? stretched : stretched.map((v) => 1 - v));
+  let covered = 0;
+  for (const value of raw.data) covered += value > 0.5 ? 1 : 0;
+  info.ink_fraction = covered / raw.data.length;
+  if (info.ink_fraction > MAX_INK_FRACTION) {
+    steps.ink = raw;
+    return { input: null, reason: "no_digit", steps, info };
+  }
+  const background = transpose(minFilter(transpose(minFilter(raw, BACKGROUND_RADIUS)), BACKGROUND_RADIUS));
+  let ink = raw.data.map((v, i) => v - background.data[i]);
+  let inkPeak = 0;
+  for (const value of ink) inkPeak = Math.max(inkPeak, value);
+  if (inkPeak > 0) ink = ink.map((v) => v / inkPeak);
   steps.ink = image(height, width, ink);
   const levels = Array.from(ink, (v) => Math.floor(v * 255 + 0.5));
   info.threshold = otsu(levels);
   const mask = Uint8Array.from(levels, (level) => (level > info.threshold ? 1 : 0));
   const { labels, found } = components(mask, height, width);
-  let inked = 0;
-  for (const value of mask) inked += value;
-  info.ink_fraction = inked / mask.length;
-  if (!found.length || info.ink_fraction > MAX_INK_FRACTION) {
+  if (!found.length) {
     steps.mask = image(height, width, Float64Array.from(mask));
     return { input: null, reason: "no_digit", steps, info };
   }
