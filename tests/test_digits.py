@@ -16,7 +16,7 @@ from tests.browser_support import ARTIFACTS, chromium, guard_loopback, live_serv
 from tests.conftest import serving_app
 from tests.digits_support import CANVAS, drawn, golden_cases, stroke_paths, trained_registry
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.filterwarnings("ignore")]
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.tensorflow, pytest.mark.filterwarnings("ignore")]  # training
 SHOTS = ARTIFACTS / "digits"
 
 

@@ -196,3 +196,18 @@ def test_refusal_messages_exist_in_both_languages():
     for reason in ("empty", "no_digit", "several_digits"):
         for key in (f"digits.reason.{reason}", f"digits.refused.{reason}"):
             assert catalogue[key]["es"] and catalogue[key]["en"] and catalogue[key]["es"] != catalogue[key]["en"]
+
+
+def test_riim_data_import_writes_real_digits_as_image_folders(tmp_path):
+    """scikit-learn's digits (``riim data import mnist`` writes MNIST the same way, 10,000 files: not run here)."""
+    from click.testing import CliRunner
+
+    from training.cli import data_group
+
+    result = CliRunner().invoke(data_group, ["import", "sklearn-digits", str(tmp_path / "sk")])
+    assert result.exit_code == 0, result.output
+    counts = {folder.name: len(list(folder.iterdir())) for folder in (tmp_path / "sk").iterdir()}
+    assert sorted(counts) == [str(d) for d in range(10)] and sum(counts.values()) == 1797
+    assert Image.open(next((tmp_path / "sk" / "3").iterdir())).size == (8, 8)
+    again = CliRunner().invoke(data_group, ["import", "sklearn-digits", str(tmp_path / "sk")])
+    assert again.exit_code == 2 and "already exists" in again.output
