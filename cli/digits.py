@@ -94,7 +94,7 @@ def digits_group():
               type=click.Path(file_okay=False, path_type=Path))
 @click.option("--model", "kinds", type=click.Choice(["mlp", "cnn"]), multiple=True,
               help="Train only this network (repeatable; default both).")
-@click.option("--epochs", type=click.IntRange(1, 200), help="Override the epochs (default: MLP 10 as the document, CNN 12).")
+@click.option("--epochs", type=click.IntRange(1, 200), help="Override the epochs (default: MLP 10 as the document, CNN 30).")
 @click.option("--limit", type=click.IntRange(50, 8000), help="Train on this many digits only (quick runs).")
 @click.option("--promote/--no-promote", default=True, show_default=True)
 @click.option("--progress-file", type=click.Path(dir_okay=False, path_type=Path))
