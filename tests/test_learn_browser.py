@@ -127,7 +127,7 @@ def test_every_lesson_runs_in_both_languages(lesson_app):
             open_lesson(page, base_url, slugs[0], "en")  # learn.js has bound its buttons once the demos settle
             page.click("#lesson-done")
             page.goto(f"{base_url}/learn?lang=en")
-            assert page.locator(f"[data-lesson='{slugs[0]}'] .lesson-done-badge").is_visible()
+            page.wait_for_selector(f"[data-lesson='{slugs[0]}'] .lesson-done-badge", state="visible", timeout=PAGE_TIMEOUT_S * 1000)
             assert page.inner_text("#learn-progress-text") == f"You have finished 1 of {len(slugs)} lessons."
             page.set_viewport_size({"width": PHONE, "height": 844})
             page.screenshot(path=str(SHOTS / f"index-en-{PHONE}.png"), full_page=True)
