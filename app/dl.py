@@ -48,7 +48,7 @@ TITLES = {"series-price": ("Predictor de precio (LSTM)", "Price predictor (LSTM)
           "series-spread": ("Predictor de diferencial (GRU)", "Spread predictor (GRU)"),
           "series-cnn": ("Modelo de patrones (CNN 1-D)", "Pattern model (1-D CNN)"),
           "series-anomaly": ("Detector de anomalías (autocodificador)", "Anomaly detector (autoencoder)")}
-LIMITS = {"epochs": (1, 200, 20), "batch_size": (1, 1024, 32), "window": (4, 200, None)}
+LIMITS = {"epochs": (1, 200, 20), "batch_size": (8, 1024, 32), "window": (4, 200, None)}  # (low, high, default)
 MAX_POINTS = 20000
 
 
@@ -69,6 +69,8 @@ def _number(name: str, value, low: float, high: float, include_low: bool = False
 
 
 def _integer(name: str, value, low: int, high: int) -> int:
+    if isinstance(value, float) and value.is_integer():  # JSON's 114.0 is the integer 114 (as in JSON Schema)
+        value = int(value)
     if isinstance(value, str):
         parsed = params.as_int(value, low, high)
     else:
@@ -90,7 +92,7 @@ def parse_options(options: dict) -> dict:
     if options.get("window") is not None:
         clean["window"] = _integer("window", options["window"], *LIMITS["window"][:2])
     if options.get("series") is not None:
-        if options["series"] not in ts.SERIES:
+        if not isinstance(options["series"], str) or options["series"] not in ts.SERIES:
             raise ApiError(400, "bad_param", name="series", value=str(options["series"])[:80])
         clean["series"] = options["series"]
     return clean
@@ -122,7 +124,7 @@ def _train(endpoint: str):
     body = request.get_json(silent=True) if request.data else None
     if request.data and not isinstance(body, dict):
         raise ApiError(400, "series_bad_options")
-    options = body if body is not None else {key: request.args[key] for key in request.args}
+    options = body if body is not None else {key: request.args[key] for key in request.args if key != "lang"}
     job = jobs.start_kind(KINDS[endpoint].name, options)
     return jsonify(job=job.as_json(), url=url_for("jobs.show", job_id=job.id)), 202
 

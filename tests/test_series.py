@@ -310,3 +310,16 @@ def test_presets_write_a_valid_config_for_a_real_series(tmp_path):
         "autoencoder", "series-anomaly", (20,), 11, None)
     assert series_data.load_folder(config.data)[0].report["rows"] == 309
     assert json.loads(path.read_text())["parametros_entrenamiento"] == {"epochs": 3, "batch_size": 16, "learning_rate": 0.01}
+
+
+def test_json_integers_written_as_floats_and_the_lang_parameter_are_accepted(admin, dl_app):
+    from tests.support import kill_active_jobs
+
+    try:
+        answer = admin.post("/api/v1/dl/train-spread-predictor", json={"epochs": 2.0, "batch_size": 16.0, "series": "co2"})
+        assert answer.status_code == 202 and answer.json["job"]["options"]["epochs"] == 2, answer.json
+        admin.post(f"/api/v1/jobs/{answer.json['job']['id']}/cancel")
+        answer = admin.post("/api/v1/dl/train-spread-predictor?lang=en&epochs=2&series={}")
+        assert answer.status_code == 400 and "series" in answer.json["error"]["message"]  # never a 500
+    finally:
+        kill_active_jobs(dl_app)
