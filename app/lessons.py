@@ -325,9 +325,12 @@ def problems(slug: str) -> list[str]:
                   for section in lesson.sections for target in links(section.markdown)
                   if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I)]
         found += [f"{where}: {item.error}" for item in lesson.excerpts if item.error]
-        for module in {*lesson.meta["demos"], lesson.meta["exercise"]}:
-            if not (DEMOS_DIR / f"{module}.js").is_file():
+        for module, export in [*((name, "mount") for name in lesson.meta["demos"]), (lesson.meta["exercise"], "exercise")]:
+            path = DEMOS_DIR / f"{module}.js"
+            if not path.is_file():
                 found.append(f"{where}: demo module web/static/js/lessons/{module}.js does not exist")
+            elif not re.search(rf"^export\s+(async\s+)?function\s+{export}\s*\(", path.read_text(encoding="utf-8"), re.M):
+                found.append(f"{where}: web/static/js/lessons/{module}.js exports no {export}()")
         found += [f"{where}: prerequisite {name!r} is not a lesson" for name in lesson.meta["prerequisites"]
                   if not lesson_path(name, lang).is_file()]
         known = concepts()["concepts"]

@@ -58,12 +58,13 @@ def test_validator_finds_each_kind_of_problem(tmp_path, monkeypatch):
              "demos: [{demo}]\nexercise: intro-ai\ncode:\n  - path: {path}\n    symbol: {symbol}\n    why: w\n---\n")
     body = "## A\n{what}\n## B\nsee [x](https://example.org)\n## C\ncode\n## D\ntry\n"
     good = dict(title="T", order=1, prerequisite="", demo="intro-ai", path="app/lessons.py", symbol="Lesson.part", what="w")
-    (tmp_path / "x.es.md").write_text(front.format(**good) + body.format(what="word " * 401))
+    (tmp_path / "x.es.md").write_text(front.format(**{**good, "demo": "garments"}) + body.format(what="word " * 401))
     (tmp_path / "x.en.md").write_text(front.format(**{**good, "order": 2, "prerequisite": "nowhere", "demo": "no-such-demo",
                                                       "symbol": "missing_function"}) + body.format(what="w"))
     found = "\n".join(lessons.problems("x"))
     for expected in ("401 words", "https://example.org", "prerequisite 'nowhere'", "no-such-demo.js does not exist",
-                     "no function or class 'missing_function'", "'order' differs", "'prerequisites' differs"):
+                     "garments.js exports no mount()", "no function or class 'missing_function'", "'order' differs",
+                     "'prerequisites' differs", "'demos' differs"):
         assert expected in found
     (tmp_path / "x.en.md").write_text(front.format(**good) + "## only one\ntext\n")
     assert "1 '## ' sections, expected 4" in "\n".join(lessons.problems("x"))
