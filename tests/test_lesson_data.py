@@ -14,6 +14,7 @@ import onnx
 import pytest
 from PIL import Image
 
+from app import lesson_data
 from models import augment_recipe, real_data
 from models.preprocess import preprocess_batch, to_model_pixels
 from models.registry import Registry
@@ -177,3 +178,16 @@ def test_curves_come_from_the_cards(client):
     versions = client.get("/api/v1/lessons/curves").json["versions"]
     assert versions == [{"name": "animals", "version": "v2", "current": False, "curves": CURVES,
                          "diagnosis": None, "test_accuracy": None}]
+
+
+def test_missing_data_is_a_503_that_says_how_to_install_it(client, monkeypatch):
+    def missing(*args):
+        raise real_data.MissingDataError("Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist")
+
+    monkeypatch.setattr(real_data, "photo_files", missing)
+    monkeypatch.setattr(real_data, "fashion_mnist_arrays", missing)
+    lesson_data._fashion_rows.cache_clear()  # read once per process: forget the real file
+    assert error_code(client.get("/api/v1/lessons/samples"), 503) == "lesson_data_missing"
+    response = client.get("/api/v1/lessons/fashion?split=validation&count=5")
+    assert error_code(response, 503) == "lesson_data_missing" and "apt-get install" in response.json["error"]["message"]
+    lesson_data._fashion_rows.cache_clear()
