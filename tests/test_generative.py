@@ -47,8 +47,14 @@ def app(registry, tmp_path_factory):
 
     from cli import paradigms
 
+    from training.real_photos import ood_photos
+
     instance = tmp_path_factory.mktemp("instance")
-    paradigms.run(registry, "animals", 300, 100, [0], [20, 100, 200], instance / "cache", instance / "paradigms.json")
+    for i, photo in enumerate(ood_photos()[:6]):  # the class's uploads, as the app stores them
+        (instance / "uploads" / f"{i:02d}").mkdir(parents=True)
+        (instance / "uploads" / f"{i:02d}" / f"{i:02d}.png").write_bytes(photo.png_bytes())
+    paradigms.run(registry, "animals", 300, 100, [0], [20, 100, 200], instance / "cache", instance / "paradigms.json",
+                  instance / "uploads")
     os.environ["RIIM_INSTANCE_PATH"] = str(instance)  # read once by create_app
     try:
         application = serving_app({"MODELS_DIR": str(registry.root), "RATE_LIMIT_PREDICT": "10000 per minute"})

@@ -53,10 +53,17 @@ def test_purity_and_cluster_then_label():
 def results(tiny_registry, tmp_path_factory):
     from cli.paradigms import paradigms_command
 
+    from training.real_photos import cat_dog_photos, ood_photos
+
     out = tmp_path_factory.mktemp("paradigms") / "paradigms.json"
+    uploads = out.parent / "uploads"
+    for i, photo in enumerate(cat_dog_photos()[:4] + ood_photos()[:4]):  # stored as the app stores uploads
+        (uploads / f"{i:02d}").mkdir(parents=True)
+        (uploads / f"{i:02d}" / f"{i:02d}photo.png").write_bytes(photo.png_bytes())
+    (uploads / "00" / "broken.png").write_bytes(b"not an image")
     result = CliRunner().invoke(paradigms_command, ["--models-dir", str(tiny_registry.root), "--pool", "400",
                                                     "--test", "200", "--seeds", "2", "--sizes", "20,100,300",
-                                                    "--out", str(out)])
+                                                    "--out", str(out), "--uploads", str(uploads)])
     assert result.exit_code == 0, result.output
     assert "supervised" in result.output and "ARI" in result.output
     return out
@@ -72,6 +79,9 @@ def test_riim_paradigms_measures_every_paradigm_on_real_photos(results):
     assert summary["linucb"]["regret"]["300"][0] <= 300 and summary["linucb"]["accuracy"]["300"][0] > chance
     assert 0 < summary["kmeans"]["purity"][0] <= 1 and -1 <= summary["kmeans"]["ari"][0] <= 1
     assert len(data["clusters"]) >= 2 and data["clusters"][0]["grid"].startswith("data:image/png;base64,")
+    assert data["uploads"]["count"] == 8 and data["uploads"]["skipped"] == 1
+    assert sum(group["size"] for group in data["uploads"]["groups"]) == 8
+    assert data["uploads"]["groups"][0]["thumbnails"][0].startswith("data:image/jpeg;base64,")
     # a second run reuses the cached embeddings
     assert list((results.parent / "cache").glob("embeddings-animals-v1-fashion-*.npz"))
 

@@ -52,13 +52,13 @@ class Data:
     classes: tuple[str, ...]
 
 
-def features(pool_embeddings: np.ndarray, test_embeddings: np.ndarray, components: int = COMPONENTS):
-    """PCA (fitted on the pool, no labels) + standardisation; the same projection for the test images."""
+def features(pool_embeddings: np.ndarray, components: int = COMPONENTS):
+    """PCA (fitted on the pool, no labels) + standardisation: (the function that projects any embeddings the
+    same way, the share of the pool's variance kept)."""
     components = min(components, *pool_embeddings.shape)
     pca = PCA(components, random_state=0).fit(pool_embeddings)
     scaler = StandardScaler().fit(pca.transform(pool_embeddings))
-    project = lambda e: scaler.transform(pca.transform(e)).astype(np.float64)  # noqa: E731
-    return project(pool_embeddings), project(test_embeddings), float(pca.explained_variance_ratio_.sum())
+    return (lambda e: scaler.transform(pca.transform(e)).astype(np.float64)), float(pca.explained_variance_ratio_.sum())
 
 
 # --- supervised -------------------------------------------------------------------------------------------
@@ -132,6 +132,19 @@ def unsupervised(data: Data, sizes, rng: np.random.Generator, seed: int, grids: 
     if grids:
         result["kmeans"]["clusters"] = describe_clusters(data, kmeans.labels_, kmeans.cluster_centers_)
     return result
+
+
+def group_uploads(projected: np.ndarray, thumbnails: list[str], seed: int = 0) -> list[dict]:
+    """The app's own uploads grouped by k-means with no label (about 4 photos a group, at most
+    :data:`CLUSTERS` groups): each group's size and its photos' thumbnails (nearest the centre first)."""
+    k = int(min(CLUSTERS, max(1, len(projected) // 4)))
+    model = KMeans(k, n_init=4, random_state=seed).fit(projected)
+    groups = []
+    for c in range(k):
+        members = np.flatnonzero(model.labels_ == c)
+        order = members[np.argsort(np.linalg.norm(projected[members] - model.cluster_centers_[c], axis=1))]
+        groups.append({"group": c, "size": int(len(members)), "thumbnails": [thumbnails[i] for i in order[:GRID_IMAGES]]})
+    return sorted(groups, key=lambda g: -g["size"])
 
 
 # --- reinforcement ----------------------------------------------------------------------------------------

@@ -68,12 +68,25 @@ function clusters(parent, ctx, body) {
   parent.append(list);
 }
 
+function uploads(parent, ctx, body) {
+  const found = body.uploads;
+  if (!found) return;
+  parent.append(block(ctx.t("lesson.paradigms.uploads_title"), found.groups.length
+    ? ctx.t("lesson.paradigms.uploads_text", { count: found.count, groups: found.groups.length })
+    : ctx.t("lesson.paradigms.uploads_none")));
+  parent.append(element("div", { className: "d-flex flex-column gap-2" }, ...found.groups.map((group, i) =>
+    element("div", { className: "d-flex flex-wrap align-items-center gap-1" },
+      element("span", { className: "small text-body-secondary me-1", text: ctx.t("lesson.paradigms.uploads_group", { k: i + 1, size: group.size }) }),
+      ...group.thumbnails.map((src) => element("img", { className: "paradigm-upload rounded", attrs: { src, alt: ctx.t("lesson.paradigms.upload_alt", { k: i + 1 }) } }))))));
+}
+
 export async function mount(root, ctx) {
   try {
     const body = await results(ctx);
     curves(root, ctx, body);
     comparison(root, ctx, body);
     clusters(root, ctx, body);
+    uploads(root, ctx, body);
     const s = body.summary;
     const last = Math.max(...body.sizes);
     done(root, { supervised: mean(s, "supervised", last), linucb: mean(s, "linucb", last), kmeans_ari: s.kmeans.ari[0] },
