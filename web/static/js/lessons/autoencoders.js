@@ -4,7 +4,7 @@
 // the honest out-of-distribution evaluation from its card, next to the image model's own scores.
 import { element } from "../render.js";
 import { axis, block as plainBlock, chart, choiceExercise, done, failed, fixed, pct, samples, smallTable } from "../model-lessons.js";
-import { loadGarments } from "./garments.js";
+import { loadGarments, thumbnail } from "./garments.js";
 
 /** A section heading with room above it. */
 function block(title, text) {
@@ -18,10 +18,21 @@ const URL_RECONSTRUCT = "/api/v1/autoencoder/reconstruct";
 const PHOTOS = ["skimage/astronaut", "skimage/coffee", "skimage/moon", "sklearn/china"];
 const COLOURS = ["#0d6efd", "#6610f2", "#d63384", "#dc3545", "#fd7e14", "#ffc107", "#198754", "#20c997", "#0dcaf0", "#6c757d"];
 
+/** The served version's card, or null when the model is not on this server yet. */
 async function servedCard(ctx) {
   ctx.shared.aeCard ??= ctx.api(`/api/v1/models/${MODEL}`).then((body) =>
-    body.versions.find((card) => card.version === body.current));
+    body.versions.find((card) => card.version === body.current) ?? null,
+  (error) => { if (error.status === 404) return null; throw error; });
   return ctx.shared.aeCard;
+}
+
+/** Before `riim train-autoencoder` has run on this server: say how, and show the photos it learns from. */
+async function notTrained(root, ctx) {
+  root.append(element("div", { className: "alert alert-info small", attrs: { role: "status" }, text: ctx.t("lesson.autoencoders.missing") }));
+  const garments = await loadGarments(ctx, "sneaker,bag", () => [0, 0], 4, 2);
+  root.append(element("div", { className: "d-flex flex-wrap gap-1" }, ...garments.train.images.map((pixels, i) =>
+    thumbnail(pixels, ctx.t(`label.${garments.classes[garments.train.labels[i]]}`)))));
+  done(root, {});
 }
 
 /** A 28×28 grey photo (bytes) as a PNG blob: what an upload of it would be. */
@@ -120,6 +131,7 @@ function evaluation(parent, ctx, card) {
 export async function mount(root, ctx) {
   try {
     const card = await servedCard(ctx);
+    if (!card) return notTrained(root, ctx);
     root.append(block(ctx.t("lesson.autoencoders.rebuild_title", { dim: card.latent.dim }), ctx.t("lesson.autoencoders.rebuild_text",
       { dim: card.latent.dim, mse: fixed(card.metrics.reconstruction_mse.test, 4) })));
     const items = await inputs(ctx);
@@ -144,7 +156,12 @@ export async function mount(root, ctx) {
 
 export async function exercise(root, ctx) {
   try {
-    await servedCard(ctx);
+    if (!(await servedCard(ctx))) {  // no model on this server yet: the question about what it learns from
+      choiceExercise(root, ctx, ctx.t("lesson.autoencoders.question_missing"),
+        [{ value: "photos", text: ctx.t("lesson.autoencoders.option_photos") }, { value: "labels", text: ctx.t("lesson.autoencoders.option_labels") }],
+        (value) => ({ right: value === "photos", explanation: ctx.t("lesson.autoencoders.answer_missing") }));
+      return;
+    }
     const items = await inputs(ctx);
     const body = ctx.shared.aeResults?.body ?? await reconstruct(ctx, items);
     const photo = items.findIndex((item) => !item.normal);

@@ -18,10 +18,24 @@ const MODEL = "digits-gan";
 const URL_SAMPLE = "/api/v1/gan/sample";
 const LIMIT = 3;  // slider range: ±3 standard deviations
 
+/** The served version's card, or null when the model is not on this server yet. */
 async function servedCard(ctx) {
   ctx.shared.ganCard ??= ctx.api(`/api/v1/models/${MODEL}`).then((body) =>
-    body.versions.find((card) => card.version === body.current));
+    body.versions.find((card) => card.version === body.current) ?? null,
+  (error) => { if (error.status === 404) return null; throw error; });
   return ctx.shared.ganCard;
+}
+
+/** Before `riim train-gan` has run on this server: say how, and show what a generator's input looks like. */
+function notTrained(root, ctx) {
+  root.append(element("div", { className: "alert alert-info small", attrs: { role: "status" }, text: ctx.t("lesson.gans.missing") }));
+  const z = Array.from({ length: 16 }, () => {  // standard normal numbers (Box-Muller), new on every visit
+    const u = 1 - Math.random();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * Math.random());
+  });
+  chart(root, { type: "bar", data: { labels: z.map((_, i) => `z${i + 1}`), datasets: [{ label: ctx.t("lesson.gans.latent_label"), data: z, backgroundColor: "#6c757d" }] },
+    options: { plugins: { legend: { display: false } }, scales: { y: axis(ctx.t("lesson.gans.latent_axis")) } } }, ctx.t("lesson.gans.latent_label"));
+  done(root, {});
 }
 
 const fileUrl = (card, key) => `/api/v1/models/${MODEL}/versions/${card.version}/files/${card.files[key].path}`;
@@ -101,6 +115,7 @@ function training(parent, ctx, card) {
 export async function mount(root, ctx) {
   try {
     const card = await servedCard(ctx);
+    if (!card) return notTrained(root, ctx);
     root.append(block(ctx.t("lesson.gans.browser_title"), ctx.t("lesson.gans.browser_text", { dim: card.latent.dim })));
     const status = element("div", { className: "small", attrs: { role: "status" }, text: ctx.t("lesson.gans.loading") });
     const canvas = element("canvas", { className: "gan-canvas", attrs: { width: card.output.size, height: card.output.size, role: "img",
@@ -131,14 +146,15 @@ export async function mount(root, ctx) {
 export async function exercise(root, ctx) {
   try {
     const card = await servedCard(ctx);
-    const losses = card.metrics.losses;
-    const rose = losses.generator.at(-1) > losses.generator[0];
-    const values = { first: fixed(losses.generator[0], 2), last: fixed(losses.generator.at(-1), 2),
+    const losses = card?.metrics.losses;
+    const rose = losses ? losses.generator.at(-1) > losses.generator[0] : null;
+    const values = !losses ? {} : { first: fixed(losses.generator[0], 2), last: fixed(losses.generator.at(-1), 2),
       dfirst: fixed(losses.discriminator[0], 2), dlast: fixed(losses.discriminator.at(-1), 2) };
     choiceExercise(root, ctx, ctx.t("lesson.gans.question"),
       [{ value: "fooled", text: ctx.t("lesson.gans.option_fooled") }, { value: "zero", text: ctx.t("lesson.gans.option_zero") },
         { value: "copy", text: ctx.t("lesson.gans.option_copy") }],
-      (value) => ({ right: value === "fooled", explanation: ctx.t(rose ? "lesson.gans.answer_rose" : "lesson.gans.answer_fell", values) }));
+      (value) => ({ right: value === "fooled", explanation: ctx.t(rose === null ? "lesson.gans.answer_missing"
+        : rose ? "lesson.gans.answer_rose" : "lesson.gans.answer_fell", values) }));
   } catch (error) {
     failed(root, ctx, error);
   }

@@ -2,6 +2,7 @@
 // as measured by `riim paradigms` (training/paradigms.py, GET /api/v1/paradigms): accuracy per number of labels
 // or right/wrong answers, what k-means found without any label, and the bandit's regret.
 import { element } from "../render.js";
+import { loadGarments, thumbnail } from "./garments.js";
 import { axis, block as plainBlock, chart, choiceExercise, done, failed, fixed, pct, smallTable } from "../model-lessons.js";
 
 /** A section heading with room above it. */
@@ -80,9 +81,19 @@ function uploads(parent, ctx, body) {
       ...group.thumbnails.map((src) => element("img", { className: "paradigm-upload rounded", attrs: { src, alt: ctx.t("lesson.paradigms.upload_alt", { k: i + 1 }) } }))))));
 }
 
+/** Before `riim paradigms` has run on this server: say how to run it, and show the photos it learns from. */
+async function notComputed(root, ctx) {
+  root.append(element("div", { className: "alert alert-info small", attrs: { role: "status" }, text: ctx.t("lesson.paradigms.missing") }));
+  const garments = await loadGarments(ctx, "sneaker,bag", () => [0, 0], 4, 2);
+  root.append(element("div", { className: "d-flex flex-wrap gap-1" }, ...garments.train.images.map((pixels, i) =>
+    thumbnail(pixels, ctx.t(`label.${garments.classes[garments.train.labels[i]]}`)))));
+  done(root, {});
+}
+
 export async function mount(root, ctx) {
   try {
-    const body = await results(ctx);
+    const body = await results(ctx).catch((error) => { if (error.status === 404) return null; throw error; });
+    if (!body) return notComputed(root, ctx);
     curves(root, ctx, body);
     comparison(root, ctx, body);
     clusters(root, ctx, body);
@@ -98,7 +109,13 @@ export async function mount(root, ctx) {
 
 export async function exercise(root, ctx) {
   try {
-    const body = await results(ctx);
+    const body = await results(ctx).catch((error) => { if (error.status === 404) return null; throw error; });
+    if (!body) {  // no measurements on this server yet: the question about what each method is given
+      choiceExercise(root, ctx, ctx.t("lesson.paradigms.question_missing"),
+        ["supervised", "kmeans", "linucb"].map((key) => ({ value: key, text: ctx.t(`lesson.paradigms.method.${key}`) })),
+        (value) => ({ right: value === "linucb", explanation: ctx.t("lesson.paradigms.answer_missing") }));
+      return;
+    }
     const n = body.sizes.includes(100) ? 100 : body.sizes[0];
     const options = ["supervised", "kmeans", "linucb"];
     const best = options.reduce((a, b) => (mean(body.summary, a, n) >= mean(body.summary, b, n) ? a : b));
