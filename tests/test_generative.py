@@ -55,11 +55,15 @@ def app(registry, tmp_path_factory):
         (instance / "uploads" / f"{i:02d}" / f"{i:02d}.png").write_bytes(photo.png_bytes())
     paradigms.run(registry, "animals", 300, 100, [0], [20, 100, 200], instance / "cache", instance / "paradigms.json",
                   instance / "uploads")
+    before = os.environ.get("RIIM_INSTANCE_PATH")
     os.environ["RIIM_INSTANCE_PATH"] = str(instance)  # read once by create_app
     try:
         application = serving_app({"MODELS_DIR": str(registry.root), "RATE_LIMIT_PREDICT": "10000 per minute"})
     finally:
-        del os.environ["RIIM_INSTANCE_PATH"]
+        if before is None:
+            del os.environ["RIIM_INSTANCE_PATH"]
+        else:
+            os.environ["RIIM_INSTANCE_PATH"] = before
     return application
 
 
