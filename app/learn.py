@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from flask import Blueprint, Flask, current_app, jsonify, render_template, request
+from flask import Blueprint, Flask, current_app, jsonify, render_template
 
 from app import i18n, lesson_data, lessons, params
 from app.errors import ApiError
@@ -56,8 +56,7 @@ def lesson(slug: str):
     return render_template(
         "lesson.html", lesson=shown, concepts=concept_names(lang), titles=titles,
         previous=path[position - 1] if position else None,
-        next=path[position + 1] if position is not None and position + 1 < len(path) else None,
-        quick=request.args.get("quick") == "1")
+        next=path[position + 1] if position is not None and position + 1 < len(path) else None)
 
 
 @bp.get("/api/v1/learn/garments")

@@ -323,13 +323,13 @@ def problems(slug: str) -> list[str]:
             found.append(f"{where}: 'what it is' has {words} words (at most {MAX_WHAT_WORDS})")
         found += [f"{where}: link {target!r} leaves the app (the app works offline: link its own pages)"
                   for section in lesson.sections for target in links(section.markdown)
-                  if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I)]
+                  if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE)]
         found += [f"{where}: {item.error}" for item in lesson.excerpts if item.error]
         for module, export in [*((name, "mount") for name in lesson.meta["demos"]), (lesson.meta["exercise"], "exercise")]:
             path = DEMOS_DIR / f"{module}.js"
             if not path.is_file():
                 found.append(f"{where}: demo module web/static/js/lessons/{module}.js does not exist")
-            elif not re.search(rf"^export\s+(async\s+)?function\s+{export}\s*\(", path.read_text(encoding="utf-8"), re.M):
+            elif not re.search(rf"^export\s+(async\s+)?function\s+{export}\s*\(", path.read_text(encoding="utf-8"), re.MULTILINE):
                 found.append(f"{where}: web/static/js/lessons/{module}.js exports no {export}()")
         found += [f"{where}: prerequisite {name!r} is not a lesson" for name in lesson.meta["prerequisites"]
                   if not lesson_path(name, lang).is_file()]

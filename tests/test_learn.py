@@ -57,7 +57,8 @@ def test_validator_finds_each_kind_of_problem(tmp_path, monkeypatch):
     front = ("---\ntitle: {title}\norder: {order}\nsummary: s\nconcepts: [intro-ai]\nprerequisites: [{prerequisite}]\n"
              "demos: [{demo}]\nexercise: intro-ai\ncode:\n  - path: {path}\n    symbol: {symbol}\n    why: w\n---\n")
     body = "## A\n{what}\n## B\nsee [x](https://example.org)\n## C\ncode\n## D\ntry\n"
-    good = dict(title="T", order=1, prerequisite="", demo="intro-ai", path="app/lessons.py", symbol="Lesson.part", what="w")
+    good = {"title": "T", "order": 1, "prerequisite": "", "demo": "intro-ai", "path": "app/lessons.py",
+            "symbol": "Lesson.part", "what": "w"}
     (tmp_path / "x.es.md").write_text(front.format(**{**good, "demo": "garments"}) + body.format(what="word " * 401))
     (tmp_path / "x.en.md").write_text(front.format(**{**good, "order": 2, "prerequisite": "nowhere", "demo": "no-such-demo",
                                                       "symbol": "missing_function"}) + body.format(what="w"))
