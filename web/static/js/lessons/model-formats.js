@@ -62,14 +62,22 @@ export async function mount(root, ctx) {
     const liveBox = element("div");
     const infoBox = element("div", { className: "mt-3" });
     let first = null;
+    const info = await ctx.api("/api/v1/model-info");
+    const name = info.class_model || info.default_model;  // the model the server's lesson endpoint serves
+    const version = info.models.find((model) => model.name === name)?.current;
+    const card = await ctx.api(`/api/v1/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`);
+    const inBrowser = async (photo) => {  // TF.js in this page, while the server works on the same photo
+      if (!tfjsFormats(card).includes("tfjs")) return null;
+      const edge = await loadEdgeModel(name, "tfjs");
+      return classify(edge, await photoBlob(photo));  // loading already compiled the kernels
+    };
     const run = async (photo) => {
+      const browser = inBrowser(photo);
       const server = await post(ctx, `${URL_FORMATS}?repeats=${ctx.quick ? 2 : 5}`, await photoForm(photo));
       const rows = server.answers.map((row) => ({ ...row, where: "server" }));
       liveTable(liveBox, ctx, rows);
-      const card = await ctx.api(`/api/v1/models/${encodeURIComponent(server.model.name)}/versions/${encodeURIComponent(server.model.version)}`);
-      if (tfjsFormats(card).includes("tfjs")) {
-        const edge = await loadEdgeModel(server.model.name, "tfjs");
-        const result = await classify(edge, await photoBlob(photo));  // loading already compiled the kernels
+      const result = await browser;
+      if (result) {
         rows.push({ format: "tfjs", where: "browser", label: result.label, unknown: result.unknown, confidence: result.confidence,
           latency_ms: result.timings.inference_ms });
         liveTable(liveBox, ctx, rows);
