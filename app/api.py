@@ -20,7 +20,7 @@ from app.inference import model_cache
 from app.security import csrf, limiter
 from app.tokens import may_store_uploads
 from models import atomic
-from models.card import IMAGE_TASK
+from models.card import IMAGE_TASK, served_format
 from models.preprocess import ImageDecodeError, ImageTooLargeError, load_image, open_image, preprocess
 from models.registry import CorruptModelError, RegistryError, sha256_file
 
@@ -116,7 +116,9 @@ def model_info():
     for name in registry.models(IMAGE_TASK):
         current = registry.current(name)
         card = registry.card(name, current) if current else None
+        precision = model_cache().precision.get(name, model_cache().default_precision)
         models.append({"name": name, "current": current, "versions": registry.versions(name),
+                       "serving": served_format(card, precision) if card else None,
                        "calibrated": calibrated(card) if card else None,
                        "card": card_summary(card) if card else None})
     return jsonify(

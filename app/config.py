@@ -42,8 +42,8 @@ class Config:
     PROXY_HOPS = 0  # reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted (docs/security.md)
     MAX_IMAGES_PER_REQUEST = 16
     ORT_THREADS = 0  # 0 = let ONNX Runtime decide
-    DEFAULT_PRECISION = "fp32"  # ONNX served: "fp32" or "int8" (needs `riim export`; fp32 until it exists)
-    MODEL_PRECISION = {}  # per model name, e.g. {"animals": "int8"} in instance/config.py
+    DEFAULT_PRECISION = "auto"  # ONNX served: "fp32", "int8", or "auto": int8 when its decisions match fp32's
+    MODEL_PRECISION = {}  # per model name, e.g. {"animals": "fp32"} in instance/config.py (models.card.served_format)
     JSON_SORT_KEYS = False
 
 

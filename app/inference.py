@@ -18,10 +18,9 @@ from flask import Flask, current_app
 from PIL import Image
 
 from models import anomaly, decision
+from models.card import served_format
 from models.preprocess import preprocess_batch
 from models.registry import DEFAULT_ROOT, Registry
-
-PRECISIONS = {"fp32": "onnx", "int8": "onnx_int8"}  # config value → the card's files key
 
 
 @dataclass
@@ -34,14 +33,16 @@ class LoadedModel:
     arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # npz files by key: head, ood
     stamp: int = 0  # card.json's mtime: calibration rewrites the card, which reloads the model
     fmt: str = "onnx"  # the card's files key that was loaded: "onnx" (fp32) or "onnx_int8"
+    serving: dict = field(default_factory=dict)  # models.card.served_format: the file served and why
 
     @classmethod
     def load(cls, registry: Registry, name: str, version: str, threads: int = 0,
-             precision: str = "fp32") -> "LoadedModel":
-        """Load a version; ``precision`` "int8" serves ``onnx_int8`` when `riim export` wrote it, else fp32."""
+             precision: str = "auto") -> "LoadedModel":
+        """Load a version at ``precision`` (:func:`models.card.served_format`: fp32, int8 or auto)."""
         stamp = card_stamp(registry, name, version)
         card = registry.card(name, version)
-        fmt = PRECISIONS[precision] if PRECISIONS[precision] in card["files"] else "onnx"
+        serving = served_format(card, precision)
+        fmt = serving["format"]
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(registry.file(name, version, fmt)), options,
@@ -52,7 +53,7 @@ class LoadedModel:
             tag_labels = json.loads((registry.path(name, version) / tags["labels_file"]).read_text())
         arrays = {key: dict(np.load(registry.file(name, version, key)))
                   for key in ("head", "ood") if key in card["files"]}
-        return cls(name, version, card, session, tag_labels, arrays, stamp, fmt)
+        return cls(name, version, card, session, tag_labels, arrays, stamp, fmt, serving)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Raw ONNX outputs by name for a preprocessed NHWC batch."""
@@ -108,13 +109,12 @@ class ModelCache:
     """The models this process serves, keyed by name, always at the registry's current version."""
 
     def __init__(self, registry: Registry, threads: int = 0, precision: dict[str, str] | None = None,
-                 default_precision: str = "fp32"):
+                 default_precision: str = "auto"):
         self.registry = registry
         self.threads = threads
         self.precision, self.default_precision = precision or {}, default_precision
         for value in [default_precision, *self.precision.values()]:
-            if value not in PRECISIONS:
-                raise ValueError(f"model precision {value!r}: choose one of {', '.join(PRECISIONS)}")
+            served_format({"files": {}}, value)  # raises for an unknown precision
         self._loaded: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
 

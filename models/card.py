@@ -12,6 +12,8 @@ import jsonschema
 
 SCHEMA_PATH = Path(__file__).with_name("card.schema.json")
 IMAGE_TASK = "image-classification"  # what /predict and the image pages serve; other tasks have their own pages
+PRECISIONS = {"fp32": "onnx", "int8": "onnx_int8"}  # a served precision → the card's files key
+INT8_MIN_AGREEMENT = 0.99  # "auto" serves int8 only when it gives fp32's decision at least this often
 
 
 class CardError(ValueError):
@@ -37,6 +39,24 @@ def validate(card: dict) -> dict:
     if problems:
         raise CardError(problems)
     return card
+
+
+def served_format(card: dict, precision: str = "auto") -> dict:
+    """Which ONNX file serves ``card`` at ``precision`` ("fp32", "int8" or "auto") and why:
+    ``{"format", "precision", "rule", "decision_agreement", "images"}``. "int8" and "auto" fall back to fp32
+    without an int8 file; "auto" also needs the parity report (``riim export``) to show the int8 model gives
+    the same decision (cat / dog / unknown) as fp32 on ≥ :data:`INT8_MIN_AGREEMENT` of its held-out photos."""
+    if precision not in (*PRECISIONS, "auto"):
+        raise ValueError(f"model precision {precision!r}: choose one of fp32, int8, auto")
+    report = card.get("parity", {}).get("report", {})
+    row = report.get("formats", {}).get(PRECISIONS["int8"], {})
+    agreement = row.get("answer_agreement")
+    chosen = "fp32"
+    if PRECISIONS["int8"] in card["files"]:
+        if precision == "int8" or (precision == "auto" and agreement is not None and agreement >= INT8_MIN_AGREEMENT):
+            chosen = "int8"
+    return {"format": PRECISIONS[chosen], "precision": chosen, "rule": precision, "decision_agreement": agreement,
+            "minimum": INT8_MIN_AGREEMENT, "images": report.get("images", {}).get("total")}
 
 
 PARITY_COLUMNS = ("format", "MiB", "top-1", "answer", "inet top-1", "max|Δp|", "mean|Δp|", "accuracy", "latency p50/p95 ms")

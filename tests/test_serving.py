@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from app.inference import ModelCache
+from models.card import served_format
 from models.preprocess import preprocess_batch
 from models.registry import Registry
 from tests import tiny_model
@@ -42,6 +43,31 @@ def test_precision_is_chosen_per_model(exported_registry, photos, tmp_path, monk
     answer = post(app.test_client(), photos, "skimage/chelsea", "darknet/dog.jpg").get_json()
     assert answer["model"]["format"] == fmt
     assert [r["label"] for r in answer["results"]] == ["cat", "dog"]
+
+
+@pytest.mark.slow
+def test_by_default_int8_is_served_when_its_decisions_match_fp32(exported_registry, photos, tmp_path, monkeypatch):
+    card = exported_registry.card("animals")
+    expected = served_format(card)
+    assert expected["rule"] == "auto" and expected["format"] == (
+        "onnx_int8" if card["parity"]["report"]["formats"]["onnx_int8"]["answer_agreement"] >= 0.99 else "onnx")
+    client = make_app(exported_registry, tmp_path, monkeypatch).test_client()
+    assert post(client, photos, "skimage/chelsea").get_json()["model"]["format"] == expected["format"]
+    info = next(m for m in client.get("/api/v1/model-info").get_json()["models"] if m["name"] == "animals")
+    assert info["serving"] == expected
+
+
+def test_the_auto_rule_needs_measured_decision_agreement():
+    card = {"files": {"onnx": {}, "onnx_int8": {}}, "parity": {"report": {
+        "images": {"total": 20}, "formats": {"onnx_int8": {"answer_agreement": 1.0}}}}}
+    assert served_format(card) == {"format": "onnx_int8", "precision": "int8", "rule": "auto",
+                                        "decision_agreement": 1.0, "minimum": 0.99, "images": 20}
+    card["parity"]["report"]["formats"]["onnx_int8"]["answer_agreement"] = 0.95  # 1 photo in 20 changes answer
+    assert served_format(card)["format"] == "onnx" and served_format(card, "int8")["format"] == "onnx_int8"
+    assert served_format({"files": card["files"]})["format"] == "onnx"  # an int8 file never measured
+    assert served_format({"files": {"onnx": {}}}, "int8")["format"] == "onnx"
+    with pytest.raises(ValueError, match="int4"):
+        served_format(card, "int4")
 
 
 def test_served_answers_are_the_network_computed_in_numpy(app, photos):

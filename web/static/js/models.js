@@ -9,6 +9,7 @@ const $ = (id) => document.getElementById(id);
 const Chart = globalThis.Chart;
 let models = null;
 let charts = [];
+let serving = {};  // model name → the file the server runs for its current version and why (model-info)
 
 // Tiny values read "< 0,001" (not "2.7e-6", which a student cannot read and which ignores the page's language).
 const decimal = (value, digits = 3) => (typeof value === "number"
@@ -203,14 +204,26 @@ function formats(card) {
       const latency = Object.entries(row.latency_ms || {}).map(([setting, p]) => `${settingText(setting)}: ${decimal(p.p50, 1)} / ${decimal(p.p95, 1)}`);
       return [element("span", {}, element("code", { text: fmt }), element("span", { className: "small text-body-secondary d-block", text: tOr(`models.format_${fmt}`, "") })),
         runtimeText(row.runtime), bytes(entry.bytes),
-        row.top1_agreement === undefined ? "—" : percent(row.top1_agreement),
+        row.answer_agreement === undefined ? "—" : percent(row.answer_agreement),
+        row.imagenet_top1_agreement == null ? "—" : percent(row.imagenet_top1_agreement),
         row.max_abs_dp === undefined ? "—" : decimal(row.max_abs_dp),
         row.accuracy == null ? "—" : percent(row.accuracy), latency.join(" · ") || "—"];
     });
-  const head = [t("models.format"), t("models.runtime"), t("models.size"), t("models.agreement"), t("models.max_dp"),
+  const head = [t("models.format"), t("models.runtime"), t("models.size"), t("models.agreement"), t("models.tag_agreement"), t("models.max_dp"),
     checked ? t("models.accuracy_check", { n: checked }) : t("models.accuracy_check_none"), t("models.latency")];
-  return element("div", {}, element("div", { className: "table-responsive" }, table([head, ...rows], "table table-sm align-middle")),
+  return element("div", {}, servedText(card), element("div", { className: "table-responsive" }, table([head, ...rows], "table table-sm align-middle")),
     why(checked ? `${t("models.formats_why", { n: checked })} ${t("models.latency_why")}` : t("models.formats_not_checked")));
+}
+
+/** Which ONNX file the server runs for the current version, and why (models.card.served_format). */
+function servedText(card) {
+  const served = serving[card.name];
+  if (!served || card.version !== models?.current) return "";
+  const values = { format: served.format, rule: served.rule, n: served.images ?? "?", minimum: percent(served.minimum, 0),
+    agreement: served.decision_agreement == null ? "—" : percent(served.decision_agreement, 0) };
+  const key = served.rule !== "auto" ? "models.served_fixed" : served.precision === "int8" ? "models.served_int8"
+    : served.decision_agreement == null ? "models.served_fp32_missing" : "models.served_fp32_auto";
+  return element("p", { className: "small", id: "served-format", text: t(key, values) });
 }
 
 function pruning(card) {
@@ -292,6 +305,7 @@ document.addEventListener("riim:login", () => $("admin-note").classList.add("d-n
 
 try {
   const info = await api("/api/v1/model-info");
+  serving = Object.fromEntries(info.models.map((model) => [model.name, model.serving]));
   $("model-name").replaceChildren(...info.models.map((model) => element("option", { text: model.name, attrs: { value: model.name } })));
   $("model-name").value = info.default_model;
   await load($("model-name").value);
