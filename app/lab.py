@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request, send_file, url_for
 
 from app import job_kinds, jobs, lab_runs, params

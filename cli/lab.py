@@ -55,9 +55,9 @@ def _value(text: str):
 
 
 def load_data(source: str, config, progress=None):
-    from training.real_photos import MissingDataError
     from training import data as folder_data
     from training import lab_data
+    from training.real_photos import MissingDataError
 
     try:
         return lab_data.load(source, config.data, config.train.validation_fraction, config.seed)
@@ -217,7 +217,7 @@ def transforms_command(source, index, strength, out):
     if augment is not None:  # training only: shown after the input, before the serving steps
         steps.insert(1, ("augment", {"strength": strength}, augment(image=image)["image"].reshape(image.shape)))
     for name, params, values in steps:
-        click.echo(f"{name:10s} {str(values.shape):14s} {values.dtype!s:8s} min {float(values.min()):8.3f} "
+        click.echo(f"{name:10s} {values.shape!s:14s} {values.dtype!s:8s} min {float(values.min()):8.3f} "
                    f"max {float(values.max()):8.3f} mean {float(values.mean()):8.3f}  {json.dumps(params)}")
     click.echo(f"label: {data.classes[data.y_test[index]]}")
     if out:

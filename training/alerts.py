@@ -116,7 +116,7 @@ class Notifier:
     def send(self, rule: str, values: dict, epoch: int | None = None) -> dict:
         alert = {"id": uuid.uuid4().hex, "rule": rule, "level": LEVELS[rule], "epoch": epoch, "values": values,
                  "message": MESSAGES[rule].format_map(_Missing(values)), **self.run,
-                 "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+                 "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
         self.sent.append(alert)
         log.warning(json.dumps({"alert": rule, "run": self.run.get("run_name"), "message": alert["message"]}))
         if self.file:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.importers import FASHION_MNIST_CLASSES, fashion_mnist_arrays
 from training import data as folder_data
+from training.importers import FASHION_MNIST_CLASSES, fashion_mnist_arrays
 
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST = "test_batch"

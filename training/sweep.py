@@ -21,8 +21,8 @@ from pathlib import Path
 import optuna
 
 from models import atomic, lab_config
-from training import lab_cnn, lab_data, tracking
 from training import alerts as alert_rules
+from training import lab_cnn, lab_data, tracking
 from training.progress import Progress
 
 DB_FILE = "optuna.db"

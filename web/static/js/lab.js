@@ -218,7 +218,7 @@ async function loadRuns() {
       run.tags.sweep && t("lab.in_sweep", { sweep: run.tags.sweep, trial: run.tags.trial }), run.tags.pruned && t("lab.pruned")].filter(Boolean).join(" · ");
     const name = element("span", { text: run.name });
     if (run.id === best) name.append(element("span", { className: "badge text-bg-success ms-1", text: t("lab.best") }));
-    return [box, name, t(`lab.kind.${run.kind}`), t(`lab.status.${run.status}`),
+    return [box, name, t(`lab.kind.${run.kind}`), run.tags.pruned ? t("lab.pruned") : t(`lab.status.${run.status}`),
       run.metrics.test_accuracy != null ? percent(run.metrics.test_accuracy) : "—",
       run.metrics.val_accuracy != null ? percent(run.metrics.val_accuracy) : "—", settings || "—", seconds(run.seconds)];
   });
