@@ -447,6 +447,9 @@ def _options() -> dict:
         settings = training_config.from_dict(train)
     except training_config.ConfigError as error:
         raise ApiError(400, "bad_config", problems="; ".join(error.problems)) from None
+    if settings.distribute.cluster:  # the other workers would have to be started by hand: a job would wait forever
+        raise ApiError(400, "bad_config", problems="distribute.cluster: a job trains on one machine (riim train "
+                                                   "--cluster runs a cluster, docs/deploy.md)")
     auto = data.get("auto_promote", current_app.config["JOBS_AUTO_PROMOTE"])
     if not isinstance(auto, bool):
         raise ApiError(400, "bad_param", name="auto_promote", value=str(auto)[:80])

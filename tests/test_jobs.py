@@ -123,6 +123,9 @@ def test_not_enough_labels_and_bad_config_are_4xx(job_app):
     assert "Label 3 more images of 'bag', 3 more images of 'sneaker'." in response.json["error"]["message"]
     response = client.post("/api/v1/jobs", json={"project": "shop", "config": {"head": {"epochs": 0}}})
     assert response.json["error"]["code"] == "bad_config"
+    cluster = {"distribute": {"cluster": ["127.0.0.1:2222", "127.0.0.1:2223"]}}  # peers nobody would start
+    response = client.post("/api/v1/jobs", json={"project": "shop", "config": cluster})
+    assert response.json["error"]["code"] == "bad_config" and "distribute.cluster" in response.json["error"]["message"]
     assert client.post("/api/v1/jobs", json={"project": "nope"}).json["error"]["code"] == "unknown_project"
     assert client.get("/api/v1/jobs/999").status_code == 404
     assert client.get("/api/v1/jobs").json["jobs"] == []

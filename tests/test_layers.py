@@ -16,7 +16,7 @@ ALLOWED = {
     "models": {"numpy", "PIL", "jsonschema", "yaml"},
     "app": {"models", "numpy", "PIL", "jsonschema", "yaml", "markdown_it", "flask", "flask_sqlalchemy", "flask_migrate",
             "flask_wtf", "flask_limiter", "werkzeug", "sqlalchemy", "alembic", "onnxruntime", "click", "psutil",
-            "limits", "gunicorn",
+            "limits", "gunicorn", "redis", "rq",  # the job queue (app/jobs.py, JOBS_QUEUE_URL)
             # only app/lesson_data.py, imported inside its endpoints: TF-free, it runs the training recipe
             # (models/augment_recipe.py) on the student's image and answers 503 on a serving-only install
             "albumentations"},

@@ -129,16 +129,17 @@ def test_amend_never_replaces_a_file(tmp_path):
 
 
 def test_models_filtered_by_task(tmp_path):
+    from tests import series_support
+
     registry = Registry(tmp_path)
     publish(registry, "pets")
-    with registry.publish("prices", {"schema_version": 1, "task": "time-series-forecasting"}) as draft:
-        (draft.dir / "model.onnx").write_bytes(b"onnx bytes")
-        draft.card["files"] = {"onnx": "model.onnx"}
-    assert registry.models() == ["pets", "prices"]
+    series_support.publish(registry, *series_support.co2(tmp_path))  # series-price, series-anomaly
+    assert registry.models() == ["pets", "series-anomaly", "series-price"]
     assert registry.models("image-classification") == ["pets"]
-    assert registry.task("prices") == "time-series-forecasting"
-    broken = {key: value for key, value in CARD.items() if key != "unknown_policy"}
-    with pytest.raises(cards.CardError, match="unknown_policy"):  # an image classifier still needs its sections
-        with registry.publish("broken", broken) as draft:
-            (draft.dir / "model.onnx").write_bytes(b"onnx bytes")
-            draft.card["files"] = {"onnx": "model.onnx"}
+    assert registry.task("series-price") == "time-series-forecasting"
+    for name, card in [("broken", {k: v for k, v in CARD.items() if k != "unknown_policy"}),
+                       ("bare", {"schema_version": 1, "task": "time-series-forecasting"})]:
+        with pytest.raises(cards.CardError, match="unknown_policy|series"):  # each task requires its sections
+            with registry.publish(name, card) as draft:
+                (draft.dir / "model.onnx").write_bytes(b"onnx bytes")
+                draft.card["files"] = {"onnx": "model.onnx"}
