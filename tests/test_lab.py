@@ -220,3 +220,34 @@ def test_transforms_command_shows_each_step(tmp_path):
     steps = [line.split()[0] for line in result.output.splitlines()[:5]]
     assert steps == ["input", "augment", "channels", "resize", "normalize"] and "label: trouser" in result.output
     assert Image.open(tmp_path / "strip.png").size == (5 * 112, 112)
+
+
+def test_a_lab_train_job_runs_in_the_background_and_publishes(lab_dir, tmp_path, monkeypatch):
+    """POST /api/v1/lab/train (admin, CSRF) → a job of kind lab-train runs `riim lab train` as a child
+    process with per-stage progress, publishes and exports; its run is in the tracker the page reads."""
+    from tests.conftest import ADMIN, serving_app
+    from tests.support import kill_active_jobs, wait_until
+
+    monkeypatch.setenv("RIIM_INSTANCE_PATH", str(tmp_path / "instance"))
+    app = serving_app({"MODELS_DIR": str(tmp_path / "store"), "LAB_DIR": str(lab_dir), "RATELIMIT_ENABLED": False})
+    from app.auth import create_user
+
+    with app.app_context():
+        create_user(**ADMIN)
+    client = app.test_client()
+    client.environ_base["HTTP_X_CSRFTOKEN"] = client.get("/api/v1/auth/me").json["csrf_token"]
+    client.environ_base["HTTP_X_CSRFTOKEN"] = client.post("/api/v1/auth/login", json=ADMIN).json["csrf_token"]
+    try:
+        assert client.post("/api/v1/lab/train", json={"width": 1000}).status_code == 400
+        started = client.post("/api/v1/lab/train", json={"name": "jobcnn", "epochs": 1, "train_images": 300,
+                                                          "test_images": 100, "width": 8})
+        assert started.status_code == 202 and started.json["job"]["kind"] == "lab-train"
+        job = wait_until(lambda: (j := client.get(started.json["url"]).json)["state"] not in ("queued", "running")
+                         and j, 300, "the lab-train job did not end")
+    finally:
+        kill_active_jobs(app)
+    assert job["state"] == "succeeded", job
+    assert job["result"]["version"] == "v1" and job["stages"][0]["state"] == "done"
+    assert [m["name"] for m in client.get("/api/v1/lab/models").json["models"]] == ["jobcnn"]
+    runs = client.get("/api/v1/lab/runs?q=jobcnn").json["runs"]
+    assert runs[0]["id"] == job["result"]["run_id"] and runs[0]["status"] == "finished"

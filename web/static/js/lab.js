@@ -74,11 +74,12 @@ async function start(url, options) {
 
 async function follow(url) {
   $("job").classList.remove("d-none");
-  const { job } = await api(url);
+  const job = await api(url);  // GET /api/v1/jobs/<id>: the job itself
   const progress = job.progress || {};
   const history = progress.history || [];
   const stage = progress.stage ? t("lab.stage", { stage: progress.stage, step: progress.epoch ?? "—", steps: progress.epochs ?? "—" }) : "";
-  $("job-status").textContent = `${t(`lab.job.${job.state}`)} ${stage}${progress.eta_seconds ? ` · ${t("lab.eta", { value: number(progress.eta_seconds, 0) })}` : ""}${job.error ? ` · ${job.error}` : ""}`;
+  $("job-status").textContent = `${t(`lab.job.${job.state}`)} ${stage}${progress.eta_seconds ? ` · ${t("lab.eta", { value: number(progress.eta_seconds, 0) })}` : ""}${job.error ? ` · ${job.error}` : ""}${job.result?.test_accuracy != null
+    ? ` · ${t("lab.job_result", { model: job.result.model, version: job.result.version, accuracy: percent(job.result.test_accuracy) })}` : ""}`;
   if (history.length) {
     const keys = ["loss", "val_loss", "accuracy", "val_accuracy", "best"].filter((k) => k in history[0]);
     draw("live-chart", { type: "line", data: { labels: history.map((h) => h.step),
