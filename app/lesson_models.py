@@ -10,8 +10,11 @@ Everything is computed on the served model's real files, with numpy and ONNX Run
   the scale the TF.js uint8 export stored; the sizes and the export's parity rows of every variant;
 - formats: one photo through the float32 and int8 ONNX files (answers, latency, agreement), the ONNX graph
   summary written at export (``network.json``) and what ONNX Runtime reports about the inputs/outputs;
-- active learning: the labels-vs-accuracy curves measured by ``benchmarks/bench_active.py`` and the
-  queue's uncertainty (:func:`app.labelling.uncertainty`) of the student's photos.
+- active learning: the labels-vs-accuracy curves measured by ``benchmarks/bench_active.py`` and the bundled
+  real photos ranked by the labelling queue's uncertainty (:func:`app.labelling.uncertainty`).
+
+Photos arrive as one uploaded ``image`` (the lesson pages send a bundled photo's bytes or the student's own);
+nothing is stored.
 """
 from __future__ import annotations
 
