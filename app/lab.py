@@ -60,7 +60,7 @@ def _name(options: dict, key: str, default: str | None) -> str | None:
     return value
 
 
-def parse_train(options: dict, extra: tuple[str, ...] = ("name", "sweep")) -> dict:
+def parse_train(options: dict, extra: tuple[str, ...] = ("name", "sweep"), default_name: str = DEFAULT_MODEL) -> dict:
     """The lab form's fields, checked by the typed config (models/lab_config.py); unknown ones are a 400."""
     unknown = sorted(set(options) - set(FIELDS) - set(extra))
     if unknown:
@@ -74,7 +74,7 @@ def parse_train(options: dict, extra: tuple[str, ...] = ("name", "sweep")) -> di
     except ConfigError as error:
         raise ApiError(400, "bad_config", problems="; ".join(error.problems)) from None
     clean = {field: options[field] for field in FIELDS if field in options}
-    for key, default in (("name", DEFAULT_MODEL if "name" in extra else None), ("sweep", None)):
+    for key, default in (("name", default_name), ("sweep", None)):
         if key in extra and (value := _name(options, key, default)) is not None:
             clean[key] = value
     return clean
@@ -84,7 +84,7 @@ def parse_sweep(options: dict) -> dict:
     trials = options.get("trials", 20)
     if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS:
         raise ApiError(400, "bad_param", name="trials", value=str(trials)[:80])
-    return {**parse_train({k: v for k, v in options.items() if k != "trials"}, ("name",)), "trials": trials}
+    return {**parse_train({k: v for k, v in options.items() if k != "trials"}, ("name",), "sweep"), "trials": trials}
 
 
 def _settings(options: dict) -> list[str]:
