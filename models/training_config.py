@@ -157,7 +157,8 @@ def _check_value(value, kind, meta: dict, where: str, problems: list[str]):
             problems.append(f"{where}: must be {meta['what']}, got {value!r}")
             return None
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            kind is int and not (isinstance(value, int) or value.is_integer())):  # 4.0 is an integer, as in JSON
         problems.append(f"{where}: must be {'an integer' if kind is int else 'a number'}, got {value!r}")
         return None
     if meta.get("low") is not None and value < meta["low"]:

@@ -22,9 +22,11 @@ TIMEOUT_MS = 60_000
 
 @pytest.fixture(scope="session")
 def web_app(exported_registry, tmp_path_factory):
-    """The app serving the default model with every export (TF.js float16 + uint8) and its parity report."""
+    """The app serving the default model with every export (TF.js float16 + uint8) and its parity report. The
+    server runs fp32, the reference the browser's float16 model is compared with (|Δp|)."""
     instance = tmp_path_factory.mktemp("browser-instance")
     return serving_app({"MODELS_DIR": str(exported_registry.root), "RATELIMIT_ENABLED": False,
+                        "DEFAULT_PRECISION": "fp32",
                        "STORE_UPLOADS": False, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{instance / 'riim.sqlite3'}"})
 
 
