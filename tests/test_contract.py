@@ -69,7 +69,7 @@ def photo_cases(registry: Registry, photos: dict) -> tuple[list[dict], list[dict
     as the API and the browser run them). ``expected_ood_only``: the decision with the probability
     threshold at 0, so the calibrated OOD rule alone decides."""
     card = registry.card("animals")
-    model = LoadedModel.load(registry, "animals", registry.resolve("animals"))
+    model = LoadedModel.load(registry, "animals", registry.resolve("animals"), precision="fp32")
     keys, head, stats, rule = card["outputs"], model.arrays["head"], model.arrays["ood"], card["unknown_policy"]["ood"]
     ood_only = {**card, "unknown_policy": {**card["unknown_policy"], "threshold": 0.0}}
     ood, tags, cams = [], [], []
