@@ -82,8 +82,10 @@ def parse_train(options: dict, extra: tuple[str, ...] = ("name", "sweep"), defau
 
 def parse_sweep(options: dict) -> dict:
     trials = options.get("trials", 20)
-    if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS:
+    if isinstance(trials, bool) or not isinstance(trials, (int, float)) or not float(trials).is_integer() \
+            or not 1 <= trials <= MAX_TRIALS:  # 38.0 is the integer 38, as in JSON Schema
         raise ApiError(400, "bad_param", name="trials", value=str(trials)[:80])
+    trials = int(trials)
     return {**parse_train({k: v for k, v in options.items() if k != "trials"}, ("name",), "sweep"), "trials": trials}
 
 
