@@ -8,13 +8,10 @@ loaded from YAML/JSON or a dict, every problem reported by its dotted path)::
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from models.training_config import ConfigError, _build, _range
+from models.training_config import ConfigError, _build, _range, read_mapping
 
 
 @dataclass
@@ -103,14 +100,4 @@ def merge(base: dict, changes: dict) -> dict:
 
 
 def load(path: str | Path | None) -> LabConfig:
-    if path is None:
-        return LabConfig()
-    path = Path(path)
-    try:
-        text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except OSError as error:
-        raise ConfigError([f"{path}: cannot be read ({error.strerror})"]) from None
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise ConfigError([f"{path}: not valid ({error})"]) from None
-    return from_dict(data if data is not None else {})
+    return LabConfig() if path is None else from_dict(read_mapping(Path(path)))

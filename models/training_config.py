@@ -223,9 +223,11 @@ def _distribute_problems(config: TrainConfig) -> list[str]:
 
 def load(path: str | Path | None) -> TrainConfig:
     """Read a YAML (``.yaml``/``.yml``) or JSON file; ``None`` gives the defaults."""
-    if path is None:
-        return TrainConfig()
-    path = Path(path)
+    return TrainConfig() if path is None else from_dict(read_mapping(Path(path)))
+
+
+def read_mapping(path: Path) -> dict:
+    """The content of a YAML or JSON config file (``{}`` when empty); :class:`ConfigError` naming the file."""
     try:
         text = path.read_text()
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
@@ -233,4 +235,4 @@ def load(path: str | Path | None) -> TrainConfig:
         raise ConfigError([f"{path}: cannot be read ({error.strerror})"]) from None
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         raise ConfigError([f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({error})"]) from None
-    return from_dict(data if data is not None else {})
+    return data if data is not None else {}
