@@ -180,6 +180,7 @@ if (byId("login-form")) {
   byId("login-open").addEventListener("click", () => (byId("login-form").classList.contains("d-none") ? openLogin() : closeLogin()));
   byId("login-close").addEventListener("click", closeLogin);
   byId("logout").addEventListener("click", logout);
+  byId("login-open").disabled = false;  // rendered disabled: no click is lost before this module has run
   fetch(`/api/v1/auth/me?lang=${pageLanguage}`).then((response) => response.json())
     .then((me) => showUser(me.user)).catch(() => { /* offline: nobody is logged in here */ });
 }
