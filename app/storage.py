@@ -120,6 +120,55 @@ def _png_without_metadata(data: bytes) -> bytes | None:
     return None
 
 
+# JPEG segments that describe pixels; APP1-APP13/APP15 (EXIF, XMP, IPTC, ICC, maker data), comments and
+# anything after the end of the image are dropped. https://www.w3.org/Graphics/JPEG/itu-t81.pdf (B.1.1.3)
+JPEG_PIXEL_MARKERS = {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0),
+                      0xC4, 0xCC, 0xDB, 0xDD, 0xDA, 0xDC}  # SOFn, DHT, DAC, DQT, DRI, SOS, DNL
+JPEG_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7]")  # not a stuffed 0xFF00 nor a restart marker
+JFIF_HEADER = 14  # "JFIF\0", version, units, densities, thumbnail size (its pixels are dropped)
+
+
+def _jpeg_without_metadata(data: bytes) -> bytes | None:
+    """``data`` with only the segments that describe its pixels, byte for byte (lossless): the JFIF header
+    without a thumbnail, the Adobe colour transform, tables, frames and scans. None when an EXIF orientation
+    must be applied first or the marker structure is not the expected one."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    kept, position = [b"\xff\xd8"], 2
+    while position + 2 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0xD9:  # end of image
+            kept.append(b"\xff\xd9")
+            return b"".join(kept)
+        end = position + 2 + int.from_bytes(data[position + 2:position + 4], "big")
+        if end > len(data) or end < position + 4:
+            return None
+        payload = data[position + 4:end]
+        if marker == 0xE0 and payload.startswith(b"JFIF\0") and len(payload) >= JFIF_HEADER:
+            kept.append(b"\xff\xe0" + (JFIF_HEADER + 2).to_bytes(2, "big") + payload[:12] + b"\0\0")
+        elif marker == 0xEE and payload.startswith(b"Adobe"):
+            kept.append(data[position:end])
+        elif marker == 0xE1 and payload.startswith(b"Exif\0\0") and _orientation(payload[6:]) != 1:
+            return None
+        elif marker in JPEG_PIXEL_MARKERS:
+            kept.append(data[position:end])
+        elif not (0xE0 <= marker <= 0xEF or marker == 0xFE):  # other than an application segment or a comment
+            return None
+        position = end
+        if marker == 0xDA:  # entropy-coded data up to the next marker
+            found = JPEG_NEXT_MARKER.search(data, position)
+            if found is None:
+                return None
+            position = found.start()
+            kept.append(data[end:position])
+    return None
+
+
 def _webp_lossless(data: bytes) -> bool:
     """Whether the first image chunk of a WebP file is lossless (VP8L)."""
     position = 12
@@ -134,16 +183,15 @@ def _webp_lossless(data: bytes) -> bool:
 def clean_copy(data: bytes, image_format: str) -> bytes:
     """The bytes to store for an accepted upload (``image_format`` as decoded): no EXIF, XMP, IPTC, GPS,
     comments or text, the EXIF orientation applied. BMP has no metadata and is kept as is. PNG keeps its
-    pixel chunks byte for byte (lossless; decoded and re-encoded as PNG only to apply an EXIF orientation).
-    JPEG is decoded and re-encoded once with its own quantisation tables and chroma subsampling (a small
-    generation loss, about the file's own quality); WebP is re-encoded losslessly if it was lossless, else at
-    quality 90; GIF keeps its first frame and palette."""
+    pixel chunks and JPEG its tables and scans byte for byte (lossless, and no decoding). To apply an EXIF
+    orientation, PNG is re-encoded as PNG and JPEG once with its own quantisation tables and chroma
+    subsampling (a small generation loss, about the file's own quality), as is a multi-picture JPEG. WebP is
+    re-encoded losslessly if it was lossless, else at quality 90; GIF keeps its first frame and palette."""
     if image_format == "BMP":
         return data
-    if image_format == "PNG":
-        stripped = _png_without_metadata(data)
-        if stripped is not None:
-            return stripped
+    stripped = {"PNG": _png_without_metadata, "JPEG": _jpeg_without_metadata}.get(image_format, lambda _: None)(data)
+    if stripped is not None:
+        return stripped
     with Image.open(io.BytesIO(data)) as original:
         original.seek(0)
         image = ImageOps.exif_transpose(original)  # a new image, upright

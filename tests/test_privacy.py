@@ -1,5 +1,5 @@
-"""Privacy of stored uploads: no EXIF/XMP/GPS in stored copies (orientation applied first; PNG pixels byte for
-byte), deleting an upload deletes its copies in job folders, finished job folders are emptied after the
+"""Privacy of stored uploads: no EXIF/XMP/GPS in stored copies (orientation applied first; PNG and JPEG pixels
+byte for byte), deleting an upload deletes its copies in job folders, finished job folders are emptied after the
 retention. Real photo (scikit-image's chelsea) saved as JPEG/PNG with GPS EXIF written by Pillow's Exif API."""
 from __future__ import annotations
 
@@ -89,8 +89,9 @@ def test_jpeg_with_gps_is_stored_upright_without_metadata(app, admin_client, pho
         assert_no_metadata(path)
         original, stored = upright(data), upright(path.read_bytes())
         assert stored.shape == original.shape  # orientation applied: no tag needed
-        psnr = 10 * np.log10(255 ** 2 / ((stored - original) ** 2).mean())
-        assert psnr > 38  # one re-encoding with the file's own tables (≈ 60 dB upright, 41 dB turned)
+    assert np.array_equal(upright(paths[1].read_bytes()), upright(plain))  # upright already: lossless
+    turned, stored = upright(rotated), upright(paths[0].read_bytes())
+    assert 10 * np.log10(255 ** 2 / ((stored - turned) ** 2).mean()) > 38  # re-encoded once with its own tables
     with Image.open(paths[0]) as image:
         assert image.size == (300, 451)  # chelsea is 451 × 300, turned by orientation 6
     with app.app_context():
@@ -100,6 +101,19 @@ def test_jpeg_with_gps_is_stored_upright_without_metadata(app, admin_client, pho
     store(admin_client, rotated)  # the same bytes again: one file, one row
     with app.app_context():
         assert db.session.query(Upload).count() == 2
+
+
+@pytest.mark.parametrize("options", [{"progressive": True, "icc_profile": b"ICC" * 500},
+                                     {"restart_marker_blocks": 1, "subsampling": 0}, {"mode": "CMYK"}, {"mode": "L"}])
+def test_jpeg_keeps_its_scans_byte_for_byte(photos, options):
+    image = photos["skimage/chelsea"].image.convert(options.pop("mode", "RGB"))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90, exif=gps_exif(1), comment=b"taken at home", xmp=XMP, **options)
+    clean = storage.clean_copy(out.getvalue(), "JPEG")
+    for needle in (b"Exif", b"PhoneMaker", b"xmpmeta", b"taken at home", b"ICC" * 10):
+        assert needle not in clean, needle
+    with Image.open(io.BytesIO(clean)) as stored, Image.open(out) as original:
+        assert stored.mode == original.mode and np.array_equal(np.asarray(stored), np.asarray(original))
 
 
 def test_png_keeps_its_pixels_byte_for_byte_without_metadata(admin_client, photos):
