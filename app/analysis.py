@@ -10,13 +10,12 @@ import threading
 import time
 
 import numpy as np
-import onnxruntime as ort
 from flask import current_app
 from PIL import Image
 
 from app import explain, map_images, network, pixel_tags, quality
 from app.i18n import translate
-from app.inference import LoadedModel, model_cache
+from app.inference import LoadedModel, model_cache, open_session
 from models import anomaly
 from models.preprocess import normalize, to_model_pixels
 
@@ -31,10 +30,7 @@ class Analyzer:
         self.session = model.session
         self.patches = None
         if "features" in files:
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            self.session = ort.InferenceSession(str(registry.file(name, version, "features")), options,
-                                                providers=["CPUExecutionProvider"])
+            self.session = open_session(registry, name, version, "features", threads, model_cache().cache_dir)
         if "patches" in files and "anomaly" in model.card:
             self.patches = dict(np.load(registry.file(name, version, "patches")))
         self.names = [output.name for output in self.session.get_outputs()]

@@ -21,7 +21,7 @@ from app.security import csrf, limiter
 from app.tokens import may_store_uploads
 from models import atomic
 from models.card import IMAGE_TASK, served_format
-from models.preprocess import ImageDecodeError, ImageTooLargeError, load_image, open_image, preprocess
+from models.preprocess import ImageDecodeError, ImageTooLargeError, decode_rgb, draft_side_for, open_image, preprocess
 from models.registry import CorruptModelError, RegistryError, sha256_file
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -160,13 +160,14 @@ def choice(name: str, allowed: tuple[str, ...]) -> str:
     return params.choice(name, allowed, form=True)
 
 
-def decode(filename: str, data: bytes, header_only: bool = False):
-    """The RGB image in ``data`` (with ``header_only``: its checked header, no pixel decoded), or the
-    documented 4xx (413 when it has too many pixels)."""
+def decode(filename: str, data: bytes, header_only: bool = False, draft_side: int | None = None):
+    """The RGB image in ``data`` (with ``header_only``: its checked header, no pixel decoded; with
+    ``draft_side``: a JPEG decoded smaller, see :func:`models.preprocess.decode_rgb`), or the documented 4xx
+    (413 when it has too many pixels)."""
     config = current_app.config
-    read = open_image if header_only else load_image
     try:
-        return read(data, max_pixels=config["IMAGE_MAX_PIXELS"], min_side=config["IMAGE_MIN_SIDE"])
+        image = open_image(data, max_pixels=config["IMAGE_MAX_PIXELS"], min_side=config["IMAGE_MIN_SIDE"])
+        return image if header_only else decode_rgb(image, draft_side)
     except ImageDecodeError as error:
         status = 413 if isinstance(error, ImageTooLargeError) else 400
         raise ApiError(status, error.code, filename=filename, **error.values) from None
@@ -187,18 +188,20 @@ def check_pixel_budget(uploads: list[tuple[str, bytes]]) -> None:
 def classified(model, uploads: list[tuple[str, bytes]]) -> tuple[list[dict], dict, list[tuple]]:
     """Each image decoded, preprocessed and released in turn, then one batched run: the results, the
     timings in ms and the (format, size) of each image that storing needs."""
-    rows, kept, timings = [], [], {"decode_ms": 0.0, "preprocess_ms": 0.0}
-    for filename, data in uploads:
+    spec = model.card["input"]
+    batch = np.empty((len(uploads), spec["size"], spec["size"], 3), np.float32)
+    kept, timings = [], {"decode_ms": 0.0, "preprocess_ms": 0.0}
+    for row, (filename, data) in enumerate(uploads):
         started = time.perf_counter()
-        image = decode(filename, data)
+        image = decode(filename, data, draft_side=draft_side_for(spec))
         decoded = time.perf_counter()
-        rows.append(preprocess(image, model.card["input"]))
-        kept.append((image.info["format"], image.size))
+        preprocess(image, spec, out=batch[row])
+        kept.append((image.info["format"], image.info["size"]))
         del image  # before the next one is decoded
         timings["decode_ms"] += (decoded - started) * 1e3
         timings["preprocess_ms"] += (time.perf_counter() - decoded) * 1e3
     started = time.perf_counter()
-    results = model.results(model.run(np.stack(rows)))
+    results = model.results(model.run(batch, model.answer_outputs))
     timings["inference_ms"] = (time.perf_counter() - started) * 1e3
     return results, timings, kept
 
@@ -215,7 +218,7 @@ def analysed(model, uploads: list[tuple[str, bytes]], explain_it: bool, anomalie
         (result,), image_timings = analysis.analyzer(model).analyze([image], explain_it, anomalies, target,
                                                                     overlay_format)
         results.append(result)
-        kept.append((image.info["format"], image.size))
+        kept.append((image.info["format"], image.info["size"]))
         del image  # before the next one is decoded
         for key, value in image_timings.items():
             timings[key] = timings.get(key, 0.0) + value

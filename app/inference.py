@@ -11,13 +11,14 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from flask import Flask, current_app
 from PIL import Image
 
-from models import anomaly, decision
+from models import anomaly, atomic, decision
 from models.card import served_format
 from models.preprocess import preprocess_batch
 from models.registry import DEFAULT_ROOT, Registry
@@ -37,16 +38,14 @@ class LoadedModel:
 
     @classmethod
     def load(cls, registry: Registry, name: str, version: str, threads: int = 0,
-             precision: str = "auto") -> "LoadedModel":
-        """Load a version at ``precision`` (:func:`models.card.served_format`: fp32, int8 or auto)."""
+             precision: str = "auto", cache_dir: Path | None = None) -> "LoadedModel":
+        """Load a version at ``precision`` (:func:`models.card.served_format`: fp32, int8 or auto); sessions
+        as :func:`open_session` makes them."""
         stamp = card_stamp(registry, name, version)
         card = registry.card(name, version)
         serving = served_format(card, precision)
         fmt = serving["format"]
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(registry.file(name, version, fmt)), options,
-                                       providers=["CPUExecutionProvider"])
+        session = open_session(registry, name, version, fmt, threads, cache_dir)
         tags = card.get("tags")
         tag_labels = None
         if tags:
@@ -55,17 +54,28 @@ class LoadedModel:
                   for key in ("head", "ood") if key in card["files"]}
         return cls(name, version, card, session, tag_labels, arrays, stamp, fmt, serving)
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw ONNX outputs by name for a preprocessed NHWC batch."""
-        names = [output.name for output in self.session.get_outputs()]
-        return dict(zip(names, self.session.run(None, {"image": batch})))
+    def run(self, batch: np.ndarray, names: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Raw ONNX outputs by name for a preprocessed NHWC batch: ``names``, or all of them."""
+        names = names or [output.name for output in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, {"image": batch})))
+
+    @property
+    def answer_outputs(self) -> list[str]:
+        """The outputs :meth:`results` reads: the probabilities, the tag scores and, for a calibrated
+        out-of-distribution rule, the embedding (never the feature map)."""
+        names = [self.card["outputs"]["probabilities"]]
+        if self.tag_labels is not None:
+            names.append(self.card["tags"]["output"])
+        if self.card["unknown_policy"].get("ood"):
+            names.append(self.card["outputs"]["embedding"])
+        return list(dict.fromkeys(names))
 
     def predict(self, images: list[Image.Image]) -> tuple[list[dict], dict]:
         """Label, probabilities, unknown flag and tags for each RGB image; plus timings in ms."""
         started = time.perf_counter()
         batch = preprocess_batch(images, self.card["input"])
         preprocessed = time.perf_counter()
-        outputs = self.run(batch)
+        outputs = self.run(batch, self.answer_outputs)
         done = time.perf_counter()
         timings = {"preprocess_ms": (preprocessed - started) * 1e3, "inference_ms": (done - preprocessed) * 1e3}
         return self.results(outputs), timings
@@ -101,6 +111,36 @@ class LoadedModel:
         return decision.top_k_tags(self.card, scores, self.tag_labels)
 
 
+def open_session(registry: Registry, name: str, version: str, key: str, threads: int = 0,
+                 cache_dir: Path | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime session on the CPU for the card's file ``key`` with ``threads`` intra-op threads (0: ORT
+    decides). With ``cache_dir``, the graph is optimised once (``ORT_ENABLE_EXTENDED``: fusions, QDQ to
+    quantised kernels; nothing specific to this CPU) into ``<cache_dir>/<sha256>-ort<version>.onnx``, which
+    later sessions load, so a worker or a promoted version starts faster; the layout changes specific to
+    this CPU are still applied at load time."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    source = registry.file(name, version, key)
+    if cache_dir is not None:
+        try:
+            source = optimised_file(source, registry.card(name, version)["files"][key]["sha256"], cache_dir)
+        except OSError:  # a full or read-only disk: serve the file as it is
+            pass
+    return ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+
+
+def optimised_file(source: Path, sha256: str, cache_dir: Path) -> Path:
+    """The graph of ``source`` optimised by ONNX Runtime, written once (atomically) into ``cache_dir``."""
+    optimised = cache_dir / f"{sha256}-ort{ort.__version__}.onnx"
+    if not optimised.is_file():
+        with atomic.replacing(optimised) as temp:
+            once = ort.SessionOptions()
+            once.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+            once.optimized_model_filepath = str(temp)
+            ort.InferenceSession(str(source), once, providers=["CPUExecutionProvider"])
+    return optimised
+
+
 def card_stamp(registry: Registry, name: str, version: str) -> int:
     return (registry.path(name, version) / "card.json").stat().st_mtime_ns
 
@@ -109,9 +149,9 @@ class ModelCache:
     """The models this process serves, keyed by name, always at the registry's current version."""
 
     def __init__(self, registry: Registry, threads: int = 0, precision: dict[str, str] | None = None,
-                 default_precision: str = "auto"):
+                 default_precision: str = "auto", cache_dir: Path | None = None):
         self.registry = registry
-        self.threads = threads
+        self.threads, self.cache_dir = threads, cache_dir
         self.precision, self.default_precision = precision or {}, default_precision
         for value in [default_precision, *self.precision.values()]:
             served_format({"files": {}}, value)  # raises for an unknown precision
@@ -128,7 +168,7 @@ class ModelCache:
             loaded = self._loaded.get(name)
             if loaded is None or (loaded.version, loaded.stamp) != (version, stamp):
                 loaded = LoadedModel.load(self.registry, name, version, self.threads,
-                                          self.precision.get(name, self.default_precision))
+                                          self.precision.get(name, self.default_precision), self.cache_dir)
                 self._loaded[name] = loaded
             return loaded
 
@@ -137,7 +177,8 @@ def init_app(app: Flask) -> None:
     registry = Registry(app.config["MODELS_DIR"] or DEFAULT_ROOT)
     app.extensions["riim.models"] = ModelCache(registry, threads=app.config["ORT_THREADS"],
                                                precision=app.config["MODEL_PRECISION"],
-                                               default_precision=app.config["DEFAULT_PRECISION"])
+                                               default_precision=app.config["DEFAULT_PRECISION"],
+                                               cache_dir=Path(app.instance_path) / "ort-cache")
 
 
 def model_cache() -> ModelCache:

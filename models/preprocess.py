@@ -11,6 +11,7 @@ modes are converted in bands of rows, 16-bit values rescaled in integers, no flo
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -66,26 +67,44 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SI
     return image
 
 
-def decode_rgb(image: Image.Image) -> Image.Image:
+def decode_rgb(image: Image.Image, draft_side: int | None = None) -> Image.Image:
     """Decode an image from :func:`open_image` into RGB: first frame, EXIF orientation applied. Every
-    failure raises :class:`ImageDecodeError`."""
+    failure raises :class:`ImageDecodeError`.
+
+    With ``draft_side``, a JPEG is decoded smaller by libjpeg's DCT scaling (Pillow's draft mode: 1/2, 1/4 or
+    1/8, much cheaper than a full decode) as long as its shorter side stays ≥ ``draft_side``. ``info["size"]``
+    is always the full upright size and ``info["format"]`` what the bytes turned out to be (JPEG, PNG, MPO, …).
+    """
     try:
         image.seek(0)
+        full = image.size
+        if draft_side and image.format in ("JPEG", "MPO") and min(full) >= 2 * draft_side:
+            scale = draft_side / min(full)
+            image.draft(None, (math.ceil(full[0] * scale), math.ceil(full[1] * scale)))
+        decoded = image.size
         image.load()
         ImageOps.exif_transpose(image, in_place=True)
         rgb = to_rgb(image)
     except Exception:  # noqa: BLE001 — truncated data, bad EXIF, decoder errors of any kind
         raise ImageDecodeError("image_damaged", format=image.format) from None
-    rgb.info["format"] = image.format  # what the bytes turned out to be (JPEG, PNG, MPO, …)
+    rgb.info["format"] = image.format
+    rgb.info["size"] = full if rgb.size == decoded else full[::-1]  # turned by the EXIF orientation
     return rgb
 
 
-def load_image(source: bytes | str | Path, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> Image.Image:
+def draft_side_for(spec: dict) -> int:
+    """The shorter side a photo needs for the card's ``input``: its centred crop keeps at least twice the
+    model's input size, so a drafted JPEG gives the same answer as a full decode."""
+    return math.ceil(2 * int(spec["size"]) / float(spec["crop_fraction"]))
+
+
+def load_image(source: bytes | str | Path, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE,
+               draft_side: int | None = None) -> Image.Image:
     """Decode ``source`` (bytes or a path) into an RGB image: :func:`open_image` then :func:`decode_rgb`.
     Every failure raises :class:`ImageDecodeError` (or its subclass :class:`ImageTooLargeError`), nothing else.
     """
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    return decode_rgb(open_image(data, max_pixels, min_side))
+    return decode_rgb(open_image(data, max_pixels, min_side), draft_side)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -134,16 +153,18 @@ def to_model_pixels(image: Image.Image, spec: dict) -> np.ndarray:
     return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR, box=box), dtype=np.uint8)
 
 
-def normalize(pixels: np.ndarray, spec: dict) -> np.ndarray:
-    """``(pixels - mean) / std`` per channel, float32."""
+def normalize(pixels: np.ndarray, spec: dict, out: np.ndarray | None = None) -> np.ndarray:
+    """``(pixels - mean) / std`` per channel, float32; written into ``out`` when given (no temporaries)."""
     mean = np.asarray(spec["mean"], dtype=np.float32)
     std = np.asarray(spec["std"], dtype=np.float32)
-    return (pixels.astype(np.float32) - mean) / std
+    out = np.subtract(pixels, mean, out=out, dtype=np.float32)
+    return np.divide(out, std, out=out)
 
 
-def preprocess(image: Image.Image, spec: dict) -> np.ndarray:
-    """One RGB image → float32 (size, size, 3) exactly as the card's ``input`` describes."""
-    return normalize(to_model_pixels(image, spec), spec)
+def preprocess(image: Image.Image, spec: dict, out: np.ndarray | None = None) -> np.ndarray:
+    """One RGB image → float32 (size, size, 3) exactly as the card's ``input`` describes (into ``out``, e.g. a
+    row of a batch, when given)."""
+    return normalize(to_model_pixels(image, spec), spec, out)
 
 
 def preprocess_batch(images: list[Image.Image], spec: dict) -> np.ndarray:

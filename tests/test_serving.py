@@ -10,10 +10,11 @@ import threading
 
 import numpy as np
 import pytest
+from PIL import ExifTags, Image
 
-from app.inference import ModelCache
+from app.inference import LoadedModel, ModelCache
 from models.card import served_format
-from models.preprocess import preprocess_batch
+from models.preprocess import draft_side_for, load_image, preprocess_batch
 from models.registry import Registry
 from tests import tiny_model
 from tests.conftest import serving_app
@@ -104,12 +105,56 @@ def test_multi_image_request_is_one_session_run(app, photos):
     answer = post(app.test_client(), photos, "skimage/chelsea", "darknet/dog.jpg", "skimage/coffee").get_json()
     size = loaded.card["input"]["size"]
     assert calls == [(3, size, size, 3)], answer
+    assert loaded.card["outputs"]["feature_map"] not in loaded.answer_outputs  # only what the answer reads
     for index, name in enumerate(["skimage/chelsea", "darknet/dog.jpg", "skimage/coffee"]):
         single = post(app.test_client(), photos, name).get_json()["results"][0]
         batched = answer["results"][index]
         assert batched["label"] == single["label"]
         assert np.allclose(list(batched["probabilities"].values()), list(single["probabilities"].values()), atol=1e-5)
     assert len(calls) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_optimised_graph_is_written_once_and_answers_the_same(exported_registry, photos, tmp_path, precision):
+    version = exported_registry.resolve("animals")
+    batch = preprocess_batch([photos[name].image for name in ("skimage/chelsea", "darknet/dog.jpg", "skimage/coffee")],
+                             exported_registry.card("animals")["input"])
+    plain = LoadedModel.load(exported_registry, "animals", version, precision=precision)
+    first = LoadedModel.load(exported_registry, "animals", version, precision=precision, cache_dir=tmp_path)
+    (written,) = tmp_path.glob("*.onnx")
+    stamp = written.stat().st_mtime_ns
+    again = LoadedModel.load(exported_registry, "animals", version, precision=precision, cache_dir=tmp_path)
+    assert written.stat().st_mtime_ns == stamp and written.name.startswith(plain.card["files"][plain.fmt]["sha256"])
+    expected = plain.run(batch)
+    for loaded in (first, again):
+        outputs = loaded.run(batch)
+        for name, values in expected.items():
+            assert np.allclose(outputs[name], values, atol=1e-4), name
+        assert [r["label"] for r in loaded.results(outputs)] == [r["label"] for r in plain.results(expected)]
+
+
+@pytest.mark.slow
+def test_a_large_jpeg_is_decoded_smaller_with_the_same_answer(exported_registry, photos):
+    """Pillow's draft mode (DCT scaling) on a 12-megapixel class photo: 1/4 of the pixels decoded, the full
+    upright size kept for storing, the same decision and nearly the same probabilities as a full decode."""
+    model = LoadedModel.load(exported_registry, "animals", exported_registry.resolve("animals"), precision="fp32")
+    spec = model.card["input"]
+    for name in ("skimage/chelsea", "darknet/dog.jpg", "skimage/coffee"):
+        image = photos[name].image
+        scale = 4000 / max(image.size)
+        large = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
+        exif = Image.Exif()
+        exif[ExifTags.Base.Orientation] = 6  # a phone held upright
+        out = io.BytesIO()
+        large.save(out, "JPEG", quality=92, exif=exif)
+        full, drafted = load_image(out.getvalue()), load_image(out.getvalue(), draft_side=draft_side_for(spec))
+        assert drafted.info["size"] == full.size == (large.height, large.width)
+        assert drafted.width * drafted.height <= full.width * full.height / 4
+        assert min(drafted.size) >= draft_side_for(spec)
+        (expected, answer) = model.results(model.run(preprocess_batch([full, drafted], spec)))
+        assert answer["label"] == expected["label"], name
+        assert max(abs(answer["probabilities"][k] - p) for k, p in expected["probabilities"].items()) < 0.02, name
 
 
 def test_corrupt_model_file_is_a_503_json_error(tiny_registry, photos, tmp_path, monkeypatch):
