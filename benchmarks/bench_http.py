@@ -17,14 +17,16 @@ and measures two things:
    errors, and the ratio to gunicorn's default
    (``2 × cores + 1`` workers × 1 ORT thread).
 
+Rate limits are counted in a private redis-server, as ``make serve`` does (``--limits memory``: per worker).
 Figures are noisy on a shared machine; compare the ratios of one run. Usage::
 
     .venv/bin/python benchmarks/bench_http.py [--models-dir /tmp/md-store] [--requests 100]
-        [--configs 1x2 2x1 3x1 5x1 2x2] [--clients 8] [--seconds 10] [--rounds 3] [--json out.json]
+        [--configs 1x2 2x1 3x1 5x1 2x2] [--clients 8] [--seconds 10] [--rounds 3] [--limits redis] [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import io
 import json
@@ -42,6 +44,7 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support starts redis-server
 from load_test import (
     BIN,
     BOUNDARY,
@@ -54,20 +57,22 @@ from load_test import (
     wait_ready,
 )
 
+from tests.support import redis_server
 from training import real_photos
 
 REAL_PHOTO = Path("/usr/share/darknet/data/dog.jpg")
 
 
 @contextmanager
-def server(models_dir: str, workers: int, ort_threads: int):
-    """A production gunicorn on a free loopback port: yields (port, API token)."""
+def server(models_dir: str, workers: int, ort_threads: int, limits_uri: str):
+    """A production gunicorn on a free loopback port, rate limits counted in ``limits_uri``: yields (port,
+    API token)."""
     instance = Path(tempfile.mkdtemp(prefix="riim-http-"))
     port = free_port()
     env = {**os.environ, "RIIM_ENV": "production", "RIIM_SECRET_KEY": secrets.token_hex(32),
            "RIIM_INSTANCE_PATH": str(instance), "RIIM_MODELS_DIR": models_dir,
            "RIIM_WORKERS": str(workers), "RIIM_ORT_THREADS": str(ort_threads), "RIIM_BIND": f"127.0.0.1:{port}",
-           "RIIM_RATE_LIMIT_PREDICT": "1000000 per minute", "RIIM_RATELIMIT_STORAGE_URI": "memory://"}
+           "RIIM_RATE_LIMIT_PREDICT": "1000000 per minute", "RIIM_RATELIMIT_STORAGE_URI": limits_uri}
     with open(instance / "gunicorn.log", "wb") as log:
         process = subprocess.Popen([str(BIN / "gunicorn"), "-c", str(REPO / "app" / "gunicorn.conf.py")],
                                    cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log)
@@ -175,8 +180,16 @@ def main() -> dict:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=3, help="Throughput rounds; the median is reported.")
+    parser.add_argument("--limits", choices=("redis", "memory"), default="redis",
+                        help="Where rate limits are counted: a private redis-server, as `make serve` does, or "
+                             "per worker in memory.")
     parser.add_argument("--json", type=Path, help="Also write the figures as JSON here.")
     args = parser.parse_args()
+    with redis_server() if args.limits == "redis" else contextlib.nullcontext("memory://") as limits_uri:
+        return measure(args, limits_uri)
+
+
+def measure(args, limits_uri: str) -> dict:
     if not (1 <= args.rounds <= 5 and 1 <= args.clients <= 64 and 0 < args.seconds <= 120 and 1 <= args.requests <= 2000):
         parser.error("keep it bounded: 1-64 clients, at most 120 s per config, 1-2000 requests")
 
@@ -191,7 +204,7 @@ def main() -> dict:
     workers, threads = args.single_config
     print(f"Single client, {workers} worker × {threads} ORT threads, {args.requests} requests each "
           "(ms, p50 / p95):", flush=True)
-    with server(args.models_dir, workers, threads) as (port, token):
+    with server(args.models_dir, workers, threads, limits_uri) as (port, token):
         for index, (name, data) in enumerate(images.items()):
             report["single"][name] = single_client(port, token, data, args.requests, 10_000 * (index + 1))
     order = ("decode", "preprocess", "inference", "store+db", "outside", "total", "client")
@@ -211,7 +224,7 @@ def main() -> dict:
     for round_number in range(args.rounds):  # round-robin, so a neighbour's load hits every config alike
         for workers, threads in configs:
             load = os.getloadavg()[0]
-            with server(args.models_dir, workers, threads) as (port, token):
+            with server(args.models_dir, workers, threads, limits_uri) as (port, token):
                 row = throughput(port, token, seeds, args.clients, args.seconds)
             runs[f"{workers}x{threads}"].append(row)
             print(f"  round {round_number + 1} {workers}x{threads}: {row['rps']:6.1f} req/s  p50 {row['p50_ms']:6.1f} ms"
