@@ -6,13 +6,15 @@ would leave the loopback interface. Screenshots of each page go to test-artifact
 from __future__ import annotations
 
 import base64
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from models.preprocess import load_image, to_model_pixels
+from models.preprocess import load_image, normalize, to_model_pixels
 from tests.browser_support import ARTIFACTS, chromium, guard_loopback, live_server, page_errors
 from tests.conftest import serving_app
 
@@ -105,24 +107,72 @@ def test_upload_shows_label_cam_and_timings(context, base_url, photos):
     assert page.eval_on_selector("#cam-heat", "img => getComputedStyle(img).opacity") == "0.25"
 
 
-# Runs in the page: decode image bytes and crop/resize them as the card says, with the page's own module.
-MODEL_PIXELS_JS = """async ({bytes, type, input}) => {
-  const { decodePixels, modelPixels } = await import('/static/js/preprocess.js');
-  const blob = new Blob([Uint8Array.from(atob(bytes), c => c.charCodeAt(0))], {type});
-  return Array.from(modelPixels(await decodePixels(blob), input));
+# Runs in the page: decode image bytes, crop/resize and normalise them as each card says, with the page's module.
+MODEL_PIXELS_JS = """async (cases) => {
+  const { decodePixels, modelPixels, normalize } = await import('/static/js/preprocess.js');
+  const answers = [];
+  for (const { bytes, type, input } of cases) {
+    const blob = new Blob([Uint8Array.from(atob(bytes), c => c.charCodeAt(0))], {type});
+    const pixels = modelPixels(await decodePixels(blob), input);
+    answers.push({ pixels: Array.from(pixels), inputs: Array.from(normalize(pixels, input)) });
+  }
+  return answers;
 }"""
 
 
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def test_browser_preprocessing_gives_pillows_pixels(context, base_url, photos, exported_registry):
-    """preprocess.js reproduces models/preprocess.py bit for bit on a PNG, within JPEG decoder noise on a JPEG."""
+    """Golden vectors: preprocess.js reproduces models/preprocess.py bit for bit on PNGs (pixels and float32
+    inputs) — downscaled, upscaled, portrait (Pillow resizes it vertically first), crops whose box float32
+    cannot hold, ImageNet mean/std that float32 cannot hold — and within JPEG decoder noise on a JPEG."""
     spec = exported_registry.card("animals")["input"]
+    chelsea = photos["skimage/chelsea"].image
+    imagenet = {**spec, "mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]}
+    cases = [(png(chelsea), "image/png", spec, 0),
+             (png(chelsea.transpose(Image.Transpose.ROTATE_90)), "image/png", imagenet, 0),
+             (png(chelsea), "image/png", {**spec, "size": 96, "crop_fraction": 1.0}, 0),
+             (png(chelsea), "image/png", {**spec, "size": 128, "crop_fraction": 0.6}, 0),
+             (png(photos["darknet/dog.jpg"].image.resize((61, 47))), "image/png", imagenet, 0),
+             (Path("/usr/share/darknet/data/dog.jpg").read_bytes(), "image/jpeg", spec, 8)]
     page = context.new_page()
     page.goto(base_url + "/")
-    for data, kind, tolerance in ((photos["skimage/chelsea"].png_bytes(), "image/png", 0),
-                                  (Path("/usr/share/darknet/data/dog.jpg").read_bytes(), "image/jpeg", 8)):
-        got = page.evaluate(MODEL_PIXELS_JS, {"bytes": base64.b64encode(data).decode(), "type": kind, "input": spec})
-        want = to_model_pixels(load_image(data), spec).reshape(-1).astype(int)
-        assert int(np.abs(np.asarray(got) - want).max()) <= tolerance, kind
+    got = page.evaluate(MODEL_PIXELS_JS, [{"bytes": base64.b64encode(data).decode(), "type": kind, "input": input}
+                                          for data, kind, input, _ in cases])
+    for (data, kind, input, tolerance), answer in zip(cases, got):
+        want = to_model_pixels(load_image(data), input)
+        assert int(np.abs(np.asarray(answer["pixels"]) - want.reshape(-1).astype(int)).max()) <= tolerance, kind
+        if tolerance == 0:
+            assert np.array_equal(np.asarray(answer["inputs"], dtype=np.float32), normalize(want, input).reshape(-1))
+
+
+# Runs in the Analyze page: the page's worker model answers a canvas's pixels (transferred) as the same file.
+CANVAS_JS = """async ({bytes, name}) => {
+  const edgeModule = await import('/static/js/edge.js');
+  const { decodePixels } = await import('/static/js/preprocess.js');
+  const edge = await edgeModule.loadWorkerModel(name);
+  const blob = new Blob([Uint8Array.from(atob(bytes), c => c.charCodeAt(0))], {type: 'image/png'});
+  const image = await decodePixels(blob);
+  const fromPixels = await edgeModule.classify(edge, image);
+  const fromFile = await edgeModule.classify(edge, blob);
+  const cam = await edgeModule.explain(edge, fromFile);
+  return { fromPixels: fromPixels.probabilities, fromFile: fromFile.probabilities, transferred: image.data.byteLength === 0,
+           cam: cam.values.length, pageHasTf: typeof tf !== 'undefined', worker: Boolean(edge.worker) };
+}"""
+
+
+def test_worker_answers_canvas_pixels_and_the_page_runs_no_tfjs(context, base_url, photos):
+    """The Analyze page runs TF.js only in its Web Worker; canvas pixels move to it without a copy and give the
+    file's answer; the CAM is computed when asked for."""
+    page = open_analyze(context, base_url)
+    got = page.evaluate(CANVAS_JS, {"bytes": base64.b64encode(photos["skimage/chelsea"].png_bytes()).decode(),
+                                    "name": page.get_attribute("#main", "data-model")})
+    assert got["fromPixels"] == got["fromFile"] and got["fromFile"]["cat"] > 0.5
+    assert got["transferred"] and got["worker"] and not got["pageHasTf"] and got["cam"] == 49
 
 
 def test_browser_cam_matches_the_server_cam(context, base_url, photos):

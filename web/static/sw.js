@@ -5,7 +5,7 @@
 // and fall back to the cache; vendored files are cache-first. Model weights are not cached here: edge.js
 // keeps them in IndexedDB. Logging out (POST /api/v1/auth/logout, seen here) deletes every other cache and
 // anything non-public, including what older versions of this worker kept.
-const CACHE = "riim-shell-v5";
+const CACHE = "riim-shell-v6";
 const SHELL = [
   "/",
   "/static/css/app.css",
@@ -18,6 +18,8 @@ const SHELL = [
   "/static/js/preprocess.js",
   "/static/js/contract.js",
   "/static/js/edge.js",
+  "/static/js/edge-worker.js",
+  "/static/js/edge-start.js",
   "/static/js/render.js",
   "/static/js/analyze.js",
   "/static/vendor/bootstrap/bootstrap.min.css",

@@ -1,8 +1,9 @@
 // Analyze page: one image (file, drop, paste or webcam) is classified twice — by the server (ONNX
 // Runtime, /api/v1/predict) and in this browser (TF.js wasm, edge.js) — and the answers are shown side
 // by side with the class activation map, tags, anomaly verdicts and timings.
+import "./edge-start.js";  // first: the browser model starts loading before the page's other modules run
 import { t } from "./i18n.js";
-import { chosenModel, classify, currentVersion, loadEdgeModel, modelChoices, rememberModel, tfjsFormats } from "./edge.js";
+import { chosenModel, classify, currentVersion, explain, loadWorkerModel, modelChoices, rememberModel, tfjsFormats } from "./edge.js";
 import { decodePixels, modelPixels, toImageData } from "./preprocess.js";
 import { api, bar, element, formatNumber, heatmapUrl, imageDataUrl, jsonHeaders, labelText, ms, pageLanguage, percent, setBadge, tOr, why } from "./render.js";
 import { colourise } from "./contract.js";
@@ -22,7 +23,12 @@ function showError(message) {
 }
 
 // --- edge model ------------------------------------------------------------------------------------
-function setProgress(fraction) {
+// The download's progress (bar and megabytes); the model is loaded and run in a Web Worker (edge-worker.js).
+function setProgress(fraction, received, total) {
+  if (received < total) {
+    $("edge-status").textContent = t("edge.downloading", { done: formatNumber(received / 2 ** 20, { maximumFractionDigits: 1 }),
+      total: formatNumber(total / 2 ** 20, { maximumFractionDigits: 1 }) });
+  }
   const box = $("edge-progress");
   box.setAttribute("aria-valuenow", Math.round(fraction * 100));
   box.firstElementChild.style.width = `${fraction * 100}%`;
@@ -38,7 +44,7 @@ async function prepareEdge(format, name = modelName) {
   status.dataset.state = "loading";
   edge = null;
   try {
-    const loaded = await loadEdgeModel(name, format, setProgress);
+    const loaded = await loadWorkerModel(name, format, setProgress);
     if (name !== modelName) return edge;
     edge = loaded;
     status.textContent = t(loaded.source === "cache" ? "edge.ready_cache" : "edge.ready_network", {
@@ -209,15 +215,22 @@ function panelWhy(result, card, names) {
   } else {
     parts.push(t("explain.softmax", { labels: Object.keys(result.probabilities).map(labelText).join(", ") }));
   }
+  const top = result.tags?.[0];
+  const topName = top && (names?.[top.index] ?? top.label);
+  const byTop1 = card?.unknown_policy?.rule === "imagenet_top1_group" && topName;
   if (result.unknown) {
     const ood = result.anomalies?.out_of_distribution;
     const threshold = card?.unknown_policy?.threshold;
     const best = Math.max(...Object.values(result.probabilities));
     if (ood?.anomalous || (result.ood_score != null && card?.unknown_policy?.ood && result.ood_score > card.unknown_policy.ood.threshold)) {
       parts.push(t("explain.unknown_ood"));
+    } else if (byTop1) {
+      parts.push(t("explain.unknown_top1", { tag: topName, labels: card.labels.map(labelText).join(", ") }));
     } else if (threshold != null && best < threshold) {
       parts.push(t("explain.unknown_threshold", { best: probabilityText(best), threshold: probabilityText(threshold) }));
     } else parts.push(t("analyze.unknown_hint"));
+  } else if (byTop1) {
+    parts.push(t("explain.known_top1", { tag: topName, label: labelText(result.label) }));
   } else if (card?.unknown_policy?.threshold != null) {
     parts.push(t("explain.known", { threshold: probabilityText(card.unknown_policy.threshold) }));
   }
@@ -348,6 +361,14 @@ async function askEdge(blob) {
   return { ...(await classify(edge, blob)), calibrated: Boolean(edge.card.unknown_policy.ood) };
 }
 
+function showEdgeAnswer(local) {
+  if (local.status === "fulfilled") {
+    showPanel($("edge-result"), local.value, local.value.timings.total_ms, `${edge.name} ${edge.version} · ${variantText(edge.format)}`);
+  } else {
+    showUnavailable($("edge-result"), local.reason.key ? t("edge.unavailable", { reason: t(local.reason.key) }) : local.reason.message);
+  }
+}
+
 const settle = (promise) => promise.then((value) => ({ status: "fulfilled", value }),
   (reason) => ({ status: "rejected", reason }));
 
@@ -357,10 +378,12 @@ async function analyze(blob, filename = "image") {
   showError("");
   $("preview").src = URL.createObjectURL(blob);
   $("preview").classList.remove("d-none");
-  // One after the other when the browser model is ready, so neither timing includes the other's work.
-  const [server, local] = edge
-    ? [await settle(askEdge(blob)), await settle(askServer(blob, filename))].reverse()
-    : await Promise.allSettled([askServer(blob, filename), askEdge(blob)]);
+  // The browser's answer is shown as soon as it is there; when the browser model is ready the server is
+  // asked after it, so neither timing includes the other's work.
+  const answered = settle(askEdge(blob)).then((local) => { showEdgeAnswer(local); return local; });
+  if (edge) await answered;
+  const server = await settle(askServer(blob, filename));
+  const local = await answered;
   const serverResult = server.status === "fulfilled" ? server.value.answer.results[0] : null;
   const edgeResult = local.status === "fulfilled" ? local.value : null;
   if (serverResult) {
@@ -369,18 +392,17 @@ async function analyze(blob, filename = "image") {
   } else {
     showUnavailable($("server-result"), server.reason.message.includes("fetch") ? t("compare.offline") : server.reason.message);
   }
-  if (edgeResult) showPanel($("edge-result"), edgeResult, edgeResult.timings.total_ms, `${edge.name} ${edge.version} · ${variantText(edge.format)}`);
-  else showUnavailable($("edge-result"), local.reason.key ? t("edge.unavailable", { reason: t(local.reason.key) }) : local.reason.message);
   if (!serverResult && !edgeResult) showError(server.reason.message);
   $("disagreement").classList.toggle("d-none", !(serverResult && edgeResult && serverResult.label !== edgeResult.label));
 
   cams = {};
   delete $("explanation").dataset.serverGrid;
   delete $("explanation").dataset.edgeGrid;
-  if (edgeResult?.cam) {
+  const cam = edgeResult && edge ? await explain(edge, edgeResult).catch(() => null) : null;  // only now: it is shown
+  if (cam) {
     const size = edge.card.input.size;
     cams.edge = { base: imageDataUrl(toImageData(edgeResult.pixels, size)),
-      heat: heatmapUrl(edgeResult.cam.values, edgeResult.cam.height, edgeResult.cam.width, size) };
+      heat: heatmapUrl(cam.values, cam.height, cam.width, size) };
   }
   const explanation = serverResult?.explanation;
   if (explanation?.grid) {
@@ -390,7 +412,7 @@ async function analyze(blob, filename = "image") {
       ? { base: cams.edge.base, heat: heatmapUrl(grid.flat(), grid.length, grid[0].length, edge.card.input.size) }
       : { base: explanation.overlay, heat: "" };
   }
-  if (edgeResult?.cam) $("explanation").dataset.edgeGrid = JSON.stringify(Array.from(edgeResult.cam.values));
+  if (cam) $("explanation").dataset.edgeGrid = JSON.stringify(Array.from(cam.values));
   $("cam-source").querySelector('option[value="server"]').disabled = !cams.server;
   $("cam-source").value = cams.edge ? "edge" : "server";
   showCam();

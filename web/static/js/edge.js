@@ -1,7 +1,8 @@
-// Edge mode: the current version's TF.js GraphModel and card, downloaded once, kept in IndexedDB and run in
-// this browser with the TF.js wasm backend (vendored; tf.min.js and tf-backend-wasm.min.js are loaded by
-// the page). Preprocessing, the unknown policy and the outputs all come from the card; the rules shared with
-// the server (decision with the calibrated OOD score, tags, CAM normalisation) are in contract.js.
+// Edge mode: the current version's TF.js GraphModel and card, downloaded once (streamed, with progress),
+// kept in IndexedDB and run in this browser with the TF.js wasm backend (vendored; tf.min.js and
+// tf-backend-wasm.min.js are loaded by the page, or by edge-worker.js in a Web Worker: loadWorkerModel keeps
+// the page responsive). Preprocessing, the unknown policy and the outputs all come from the card; the rules
+// shared with the server (decision with the calibrated OOD score, tags, CAM normalisation) are in contract.js.
 import { OOD_FILES, bestIndex, decide, normaliseMap, oodScore, topKTags } from "./contract.js";
 import { decodePixels, modelPixels, normalize } from "./preprocess.js";
 
@@ -31,6 +32,18 @@ async function getJson(url) {
   return response.json();
 }
 
+// One look-up serves every caller of the same few seconds (a page start asks for model-info several times).
+const recent = new Map();
+function recently(key, make) {
+  const hit = recent.get(key);
+  if (hit && performance.now() - hit.at < 3000) return hit.promise;
+  const promise = make();
+  recent.set(key, { at: performance.now(), promise });
+  promise.catch(() => recent.delete(key));
+  return promise;
+}
+const modelInfo = () => recently("model-info", () => getJson("/api/v1/model-info"));
+
 // --- which model: the student's choice (this browser), else the class default the teacher set ----------
 const CHOICE_KEY = "riim.model";
 const CHOICES_KEY = "riim.models";
@@ -39,7 +52,7 @@ const CHOICES_KEY = "riim.models";
  * the last list seen. */
 export async function modelChoices(fallback) {
   try {
-    const info = await getJson("/api/v1/model-info");
+    const info = await modelInfo();
     const models = info.models.filter((model) => model.current).map((model) => ({ name: model.name,
       version: model.current, labels: model.card?.labels || [], calibrated: Boolean(model.calibrated) }));
     const choices = { models, classModel: info.class_model || info.default_model };
@@ -64,9 +77,13 @@ export function rememberModel(name) {
 }
 
 /** The current version, its card and ImageNet tag names: from the server, or offline the last ones used. */
-export async function currentVersion(name) {
+export function currentVersion(name) {
+  return recently(`version ${name}`, () => lookUpVersion(name));
+}
+
+async function lookUpVersion(name) {
   try {
-    const info = await getJson("/api/v1/model-info");
+    const info = await modelInfo();
     const model = info.models.find((entry) => entry.name === name);
     if (!model || !model.current) throw new Error(`no current version of ${name}`);
     const saved = JSON.parse(localStorage.getItem(storageKey(name)) || "null");
@@ -159,6 +176,13 @@ export function tfjsFormats(card) {
   return Object.keys(card.files).filter((fmt) => fmt.startsWith("tfjs")).sort();
 }
 
+/** The TF.js format loaded for FORMAT: itself when the card has it, else the card's first. */
+export function servedFormat(card, format = DEFAULT_FORMAT) {
+  const formats = tfjsFormats(card);
+  if (!formats.length) throw Object.assign(new Error("no TF.js export"), { key: "edge.no_tfjs" });
+  return formats.includes(format) ? format : formats[0];
+}
+
 // Copies of this model's other versions (exactly NAME-vN-format: "shop" never drops "shop-b"'s copies).
 async function dropOldCopies(name, keep) {
   const stored = await tf.io.listModels();
@@ -181,30 +205,68 @@ async function loadModel(url, options) {
   }
 }
 
+// Every chunk of URL as it arrives (COUNT receives its size): the bytes of the whole answer.
+async function streamed(url, count) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  const chunks = [];
+  const reader = response.body.getReader();
+  for (let part = await reader.read(); !part.done; part = await reader.read()) {
+    chunks.push(part.value);
+    count(part.value.byteLength);
+  }
+  return concat(chunks);
+}
+
+function concat(parts) {
+  const whole = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
+  parts.reduce((offset, part) => { whole.set(part, offset); return offset + part.byteLength; }, 0);
+  return whole;
+}
+
+// The model files (model.json + weight shards, the card's `bytes` in all) as a TF.js IOHandler, streamed
+// with onProgress(fraction, received bytes, total bytes).
+async function download(url, total, onProgress) {
+  let received = 0;
+  const count = (bytes) => { received += bytes; onProgress(Math.min(received / total, 0.99), received, total); };
+  const json = JSON.parse(new TextDecoder().decode(await streamed(url, count)));
+  const base = new URL(url, globalThis.location.href);
+  const shards = await Promise.all(json.weightsManifest.flatMap((group) => group.paths)
+    .map((path) => streamed(new URL(path, base).href, count)));
+  const weights = concat(shards).buffer;
+  return tf.io.fromMemory(await tf.io.getModelArtifactsForJSON(json,
+    async (manifest) => [manifest.flatMap((group) => group.weights), weights]));
+}
+
 /**
  * Load model NAME's current version in format FORMAT: from IndexedDB when cached, else downloaded once
- * (onProgress receives 0..1) and stored. Returns the edge model used by classify().
+ * (onProgress receives 0..1, bytes received, bytes in all) and stored. Returns the edge model used by classify().
  */
 export async function loadEdgeModel(name, format = DEFAULT_FORMAT, onProgress = () => {}) {
+  return openModel({ name, ...await currentVersion(name) }, format, onProgress);
+}
+
+/** loadEdgeModel for a version already known ({name, version, card, tags, online}): also runs in a worker. */
+export async function openModel({ name, version, card, tags, online }, format = DEFAULT_FORMAT, onProgress = () => {},
+  { cacheOnly = false } = {}) {
   const backend = await wasmBackend();
-  const { version, card, tags, online } = await currentVersion(name);
-  const formats = tfjsFormats(card);
-  if (!formats.length) throw Object.assign(new Error("no TF.js export"), { key: "edge.no_tfjs" });
-  const fmt = formats.includes(format) ? format : formats[0];
+  const fmt = servedFormat(card, format);
   const key = `indexeddb://riim-${name}-${version}-${fmt}`;
   const started = performance.now();
   let model;
   let source = "cache";
   try {
     model = await loadModel(key);
-  } catch {
+  } catch (error) {
+    if (cacheOnly) throw error;
     source = "network";
-    model = await loadModel(`${versionUrl(name, version)}/files/${card.files[fmt].path}`, { onProgress });
-    await model.save(key);
-    dropOldCopies(name, key).catch(() => {});
+    model = await loadModel(await download(`${versionUrl(name, version)}/files/${card.files[fmt].path}`,
+      card.files[fmt].bytes, onProgress));
   }
-  onProgress(1);
+  onProgress(1, card.files[fmt].bytes, card.files[fmt].bytes);
   const loadMs = performance.now() - started;
+  // Kept for the next visit: IndexedDB writes while the kernels compile below.
+  const saved = source === "network" ? model.save(key).then(() => dropOldCopies(name, key)).catch(() => {}) : null;
   const edge = { name, version, card, tags, format: fmt, model, source, loadMs, backend, online,
     head: camHead(model, card), ood: await oodParameters(name, version, card) };
   const warm = performance.now();  // compile the wasm kernels and JIT the resampling loops once
@@ -212,6 +274,7 @@ export async function loadEdgeModel(name, format = DEFAULT_FORMAT, onProgress = 
   modelPixels({ width: side, height: side, data: new Uint8ClampedArray(side * side * 4) }, card.input);
   tf.tidy(() => { run(model, card, tf.zeros([1, card.input.size, card.input.size, 3])); });
   edge.warmupMs = performance.now() - warm;
+  await saved;
   return edge;
 }
 
@@ -263,7 +326,7 @@ function layersHead(model, card) {
 
 // CAM = feature map · class weights, normalised as on the server. For a label that sums ImageNet classes
 // the weights are those classes' weights averaged by their probabilities.
-function classActivationMap(edge, featureMap, best, imagenet) {
+function classActivationMap(edge, { featureMap, shape, best, imagenet }) {
   const { kernel, mapping } = edge.head;
   return tf.tidy(() => {
     let weights;
@@ -274,17 +337,35 @@ function classActivationMap(edge, featureMap, best, imagenet) {
     } else {
       weights = tf.gather(kernel, [best], 1);
     }
-    const [, height, width, channels] = featureMap.shape;
-    const map = featureMap.reshape([height * width, channels]).matMul(weights);
+    const [, height, width, channels] = shape;
+    const map = tf.tensor2d(featureMap, [height * width, channels]).matMul(weights);
     return { values: normaliseMap(map.dataSync()), height, width };
   });
 }
 
-/** Classify an image blob in the browser: label, probabilities, OOD score, tags, CAM, pixels, timings. */
-export async function classify(edge, blob) {
+/** The class activation map of RESULT (the last answer of EDGE), computed only when it is shown; null when
+ * the model has no CAM head or another image was classified since. */
+export async function explain(edge, result) {
+  if (edge.worker) return edge.worker.call({ type: "explain", key: edge.key, ticket: result.ticket });
+  return edge.last?.ticket === result.ticket && edge.head ? classActivationMap(edge, edge.last) : null;
+}
+
+let tickets = 0;
+
+/**
+ * Classify an image in the browser (a Blob, or decoded RGBA pixels {width, height, data} such as a canvas's
+ * ImageData): label, probabilities, OOD score, tags, the model's pixels, timings. The CAM is explain()'s.
+ */
+export async function classify(edge, source) {
+  if (edge.worker) {
+    const message = { type: "classify", key: edge.key, source };
+    if (source instanceof Blob) return edge.worker.call(message);
+    const { width, height, data } = source;  // the pixels move to the worker (transferred, not copied)
+    return edge.worker.call({ ...message, source: { width, height, data } }, [data.buffer]);
+  }
   const started = performance.now();
   const { card, model } = edge;
-  const image = await decodePixels(blob);
+  const image = source instanceof Blob ? await decodePixels(source) : source;
   const decoded = performance.now();
   const pixels = modelPixels(image, card.input);
   const input = normalize(pixels, card.input);
@@ -296,19 +377,73 @@ export async function classify(edge, blob) {
   const rule = card.unknown_policy.ood;
   const score = rule && edge.ood ? oodScore(rule.score, card, outputs[card.outputs.embedding]?.dataSync(),
     probabilities, edge.ood) : null;
-  const inferred = performance.now();
   const best = bestIndex(probabilities.slice(0, card.labels.length));
-  const [label, unknown] = decide(card, probabilities, score);
-  const cam = edge.head ? classActivationMap(edge, outputs[card.outputs.feature_map], best, imagenet) : null;
+  const [label, unknown] = decide(card, probabilities, score, imagenet);
+  const inferred = performance.now();
+  const ticket = (tickets += 1);
+  const featureMap = edge.head && outputs[card.outputs.feature_map];
+  edge.last = featureMap ? { ticket, featureMap: featureMap.dataSync(), shape: featureMap.shape, best, imagenet } : null;
   tf.dispose(Object.values(outputs));
-  const done = performance.now();
   let tags = null;
   if (imagenet && edge.tags && card.tags) tags = topKTags(card, imagenet, edge.tags);
   return {
-    label, unknown, confidence: probabilities[best], ood_score: score,
+    label, unknown, confidence: probabilities[unknown ? best : card.labels.indexOf(label)], ood_score: score, ticket,
     probabilities: Object.fromEntries(card.labels.map((name, i) => [name, probabilities[i]])),
-    tags, cam, pixels,
+    tags, pixels,
     timings: { decode_ms: decoded - started, preprocess_ms: preprocessed - decoded,
-      inference_ms: inferred - preprocessed, cam_ms: done - inferred, total_ms: done - started },
+      inference_ms: inferred - preprocessed, total_ms: inferred - started },
   };
+}
+
+// --- the same model in a Web Worker (edge-worker.js): loading and inference never block the page -------
+let client = null;
+function workerClient() {
+  if (client) return client;
+  const worker = new Worker(new URL("./edge-worker.js", import.meta.url), { type: "module" });
+  const pending = new Map();
+  let next = 0;
+  worker.addEventListener("message", ({ data }) => {
+    const call = pending.get(data.id);
+    if (!call) return;
+    if (data.progress) { call.onProgress(...data.progress); return; }
+    pending.delete(data.id);
+    if (data.error) call.reject(Object.assign(new Error(data.error), { key: data.key }));
+    else call.resolve(data.value);
+  });
+  worker.addEventListener("error", (event) => {
+    pending.forEach((call) => call.reject(new Error(event.message || "edge worker failed")));
+    pending.clear();
+  });
+  client = {
+    call: (message, transfer = [], onProgress = () => {}) => new Promise((resolve, reject) => {
+      next += 1;
+      pending.set(next, { resolve, reject, onProgress });
+      worker.postMessage({ ...message, id: next }, transfer);
+    }),
+  };
+  return client;
+}
+
+/**
+ * Start the page's Web Worker early (TF.js and its wasm compile there) and, when this browser used model
+ * NAME before, have it load that version from IndexedDB and warm it while the page looks up the current
+ * version (loadWorkerModel then gets the same model if the version is still current).
+ */
+export function startWorker(name) {
+  const worker = workerClient();
+  const mine = localStorage.getItem(CHOICE_KEY) || name;
+  const saved = JSON.parse(localStorage.getItem(storageKey(mine)) || "null");
+  if (saved?.card) {
+    worker.call({ type: "load", meta: { name: mine, ...saved, online: false }, format: DEFAULT_FORMAT, cacheOnly: true })
+      .catch(() => {});
+  }
+}
+
+/** loadEdgeModel in the page's Web Worker: the same edge model (without the TF.js objects), for classify()
+ * and explain(); nothing of TF.js runs on the page's thread. */
+export async function loadWorkerModel(name, format = DEFAULT_FORMAT, onProgress = () => {}) {
+  const worker = workerClient();  // starts TF.js in the worker while the version is looked up
+  const meta = { name, ...await currentVersion(name) };
+  const loaded = await worker.call({ type: "load", meta, format }, [], onProgress);
+  return { ...meta, ...loaded, worker };
 }
