@@ -42,7 +42,10 @@ MEASURE_JS = """async ({photos, repeats, format}) => {
     for (let i = 0; i < blobs.length; i++) {
       const t0 = performance.now();
       const local = await edgeModule.classify(edge, blobs[i]);
-      edgeRows.push({...local, wall: performance.now() - t0});
+      const wall = performance.now() - t0;
+      const t1 = performance.now();  // the CAM, computed when the page shows it (inside classify before)
+      if (edgeModule.explain) await edgeModule.explain(edge, local);
+      edgeRows.push({...local, wall, camMs: edgeModule.explain ? performance.now() - t1 : local.timings.cam_ms});
     }
   }
   const serverRows = [];  // after the edge passes: ONNX Runtime's spinning threads must not overlap them
@@ -56,11 +59,13 @@ MEASURE_JS = """async ({photos, repeats, format}) => {
     }
   }
   const rows = edgeRows.map((local, k) => ({name: photos[k % photos.length].name, edge: local.timings,
-    canvas: local.wall - local.timings.decode_ms,
+    canvas: local.wall - local.timings.decode_ms, cam: local.camMs,
     edgeLabel: local.label, edgeProbabilities: local.probabilities, roundTrip: serverRows[k].roundTrip,
     serverLabel: serverRows[k].result.label, serverProbabilities: serverRows[k].result.probabilities}));
   const wasm = edge.worker ? edge : {simd: await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'), threads: tf.wasm.getThreadsCount()};
-  return {format: edge.format, backend: edge.backend, rows, simd: wasm.simd, threads: wasm.threads,
+  const info = await (await fetch('/api/v1/model-info')).json();
+  const serving = info.models.find((model) => model.name === edge.name)?.serving;
+  return {format: edge.format, backend: edge.backend, rows, simd: wasm.simd, threads: wasm.threads, serving,
           worker: Boolean(edge.worker), cores: navigator.hardwareConcurrency};
 }"""
 
@@ -172,14 +177,18 @@ def main() -> None:
         print(f"{label:24s} browser model ready {ready:6.0f} ms, first answer on the page {answer:6.0f} ms "
               f"(median of {len(visits[kind])}, from navigation start; model from {visits[kind][0]['source']})")
     print(f"edge canvas -> answer {percentiles([r['canvas'] for r in rows])}   (after decode: resize+model+decision)")
-    print(f"edge full pipeline   {percentiles([r['edge']['total_ms'] for r in rows])}   (decode+resize+model+CAM)")
+    cam = "CAM apart" if fp16["worker"] else "CAM included"
+    print(f"edge full pipeline   {percentiles([r['edge']['total_ms'] for r in rows])}   (decode+resize+model, {cam})")
+    print(f"edge CAM             {percentiles([r['cam'] for r in rows])}")
     print(f"edge model call      {percentiles([r['edge']['inference_ms'] for r in rows])}   (execute + dataSync)")
     print(f"edge preprocess      {percentiles([r['edge']['preprocess_ms'] for r in rows])}")
     print(f"server round trip    {percentiles([r['roundTrip'] for r in rows])}   (POST /api/v1/predict, loopback)")
+    served = (fp16["serving"] or {}).get("format", "?")
     for name, run in (("float16", fp16), ("uint8", uint8)):
         same, total, worst = agreement(run["rows"][:len(photos)])
         size_mb = card["files"][run["format"]]["bytes"] / 2**20
-        print(f"{name:8s} ({size_mb:.1f} MB): same label as the server on {same}/{total} photos, max |dp| {worst:.4f}")
+        print(f"{name:8s} ({size_mb:.1f} MB): same label as the server ({served}) on {same}/{total} photos, "
+              f"max |dp| {worst:.4f}")
     changed = [(a["name"], a["edgeLabel"], b["edgeLabel"]) for a, b in zip(fp16["rows"], uint8["rows"])
                if a["edgeLabel"] != b["edgeLabel"]]
     print(f"uint8 vs float16: {len(changed)} label changes {changed}")

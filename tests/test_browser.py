@@ -107,14 +107,21 @@ def test_upload_shows_label_cam_and_timings(context, base_url, photos):
     assert page.eval_on_selector("#cam-heat", "img => getComputedStyle(img).opacity") == "0.25"
 
 
-# Runs in the page: decode image bytes, crop/resize and normalise them as each card says, with the page's module.
+# Runs in the page: decode image bytes, crop/resize and normalise them as each card says, with the page's module;
+# the uint8 pixels and float32 inputs come back as base64 bytes.
 MODEL_PIXELS_JS = """async (cases) => {
   const { decodePixels, modelPixels, normalize } = await import('/static/js/preprocess.js');
+  const base64 = (array) => {
+    const bytes = new Uint8Array(array.buffer);
+    let text = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(text);
+  };
   const answers = [];
   for (const { bytes, type, input } of cases) {
     const blob = new Blob([Uint8Array.from(atob(bytes), c => c.charCodeAt(0))], {type});
     const pixels = modelPixels(await decodePixels(blob), input);
-    answers.push({ pixels: Array.from(pixels), inputs: Array.from(normalize(pixels, input)) });
+    answers.push({ pixels: base64(pixels), inputs: base64(normalize(pixels, input)) });
   }
   return answers;
 }"""
@@ -145,9 +152,11 @@ def test_browser_preprocessing_gives_pillows_pixels(context, base_url, photos, e
                                           for data, kind, input, _ in cases])
     for (data, kind, input, tolerance), answer in zip(cases, got):
         want = to_model_pixels(load_image(data), input)
-        assert int(np.abs(np.asarray(answer["pixels"]) - want.reshape(-1).astype(int)).max()) <= tolerance, kind
+        pixels = np.frombuffer(base64.b64decode(answer["pixels"]), dtype=np.uint8).reshape(want.shape)
+        assert int(np.abs(pixels.astype(int) - want).max()) <= tolerance, (kind, input)
         if tolerance == 0:
-            assert np.array_equal(np.asarray(answer["inputs"], dtype=np.float32), normalize(want, input).reshape(-1))
+            inputs = np.frombuffer(base64.b64decode(answer["inputs"]), dtype=np.float32).reshape(want.shape)
+            assert np.array_equal(inputs, normalize(want, input)), input
 
 
 # Runs in the Analyze page: the page's worker model answers a canvas's pixels (transferred) as the same file.
