@@ -12,7 +12,8 @@ The recipe, top to bottom:
    trained on cached embeddings with early stopping on validation loss and class weights.
 4. **Cross-validation** of that recipe (optional, :mod:`training.crossval`).
 5. **Stage 2** (optional) — the last ``trainable_blocks`` MBConv blocks and ``top_conv`` are unfrozen
-   (BatchNorm stays frozen) and trained with the head at a lower learning rate on the cached trunk features.
+   (BatchNorm stays frozen) and trained with the head at a lower learning rate, decayed along a half cosine
+   over the stage's epochs, on the cached trunk features.
 6. **Test** metrics, curves and the fit verdict (:mod:`training.diagnosis`); optional pruning table and
    quantization-aware training (:mod:`training.prune`).
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,9 +151,11 @@ class Checkpoints:
 
 def fit(model, x, y, validation, *, epochs: int, learning_rate: float, batch_size: int, patience: int,
         class_weight: dict | None, progress: Progress, stage: str, checkpoints: Checkpoints | None = None,
-        early_stopping: bool = True, steps_per_epoch: int | None = None) -> dict:
+        early_stopping: bool = True, steps_per_epoch: int | None = None, cosine: bool = False) -> dict:
     """Compile and train ``model``, resuming from ``checkpoints``; returns the full per-epoch history.
-    ``x`` is arrays, or with ``steps_per_epoch`` a batched input that carries its own sample weights."""
+    ``x`` is arrays, or with ``steps_per_epoch`` a batched input that carries its own sample weights.
+    With ``cosine`` the learning rate follows a half cosine over the ``epochs`` (taken at each epoch's
+    middle, so a resumed run gets the same rate for the same epoch)."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     progress.stage(stage, epochs)
@@ -164,6 +168,9 @@ def fit(model, x, y, validation, *, epochs: int, learning_rate: float, batch_siz
     callbacks = [report]
     if early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(monitor, patience=patience, restore_best_weights=True))
+    if cosine:  # after ``report``: the rate it adds to the logs stays out of the curves
+        callbacks.append(keras.callbacks.LearningRateScheduler(
+            lambda epoch: learning_rate * 0.5 * (1 + np.cos(np.pi * (epoch + 0.5) / epochs))))
     batching = {"steps_per_epoch": steps_per_epoch} if steps_per_epoch else {
         "batch_size": batch_size, "class_weight": class_weight, "shuffle": True}
     model.fit(x, y, epochs=epochs, initial_epoch=saved["epoch"] if saved else 0, validation_data=validation,
@@ -179,15 +186,27 @@ def best_epoch(history: dict) -> int:
     return int(np.argmin(losses))
 
 
-def _features(model, pixels, spec, progress: Progress, label: str, rows: np.ndarray | None = None) -> np.ndarray:
-    """``model``'s output for every image, or only for ``rows`` (the others stay zero: a worker's shard)."""
+def _features(model, pixels, spec, progress: Progress, label: str, rows: np.ndarray | None = None,
+              transform=None) -> np.ndarray:
+    """``model``'s output for every image, or only for ``rows`` (the others stay zero), each image augmented
+    by ``transform`` first when given. One thread prepares the next batch (augment + normalise, in order, so
+    a seeded ``transform`` gives the same images) while the model runs on the current one."""
     rows = np.arange(len(pixels)) if rows is None else rows
+
+    def prepare(start):
+        batch = pixels[rows[start:start + PREDICT_BATCH]]
+        return data.model_input(batch if transform is None else augment.augment_batch(batch, transform), spec)
+
     outputs = []
     progress.stage(label, len(rows), unit="image")
-    for start in range(0, len(rows), PREDICT_BATCH):
-        batch = data.model_input(pixels[rows[start:start + PREDICT_BATCH]], spec)
-        outputs.append(model.predict_on_batch(batch))
-        progress.step(min(start + PREDICT_BATCH, len(rows)), len(rows))
+    with ThreadPoolExecutor(1) as prefetch:
+        pending = prefetch.submit(prepare, 0)
+        for start in range(0, len(rows), PREDICT_BATCH):
+            batch = pending.result()
+            if start + PREDICT_BATCH < len(rows):
+                pending = prefetch.submit(prepare, start + PREDICT_BATCH)
+            outputs.append(model.predict_on_batch(batch))
+            progress.step(min(start + PREDICT_BATCH, len(rows)), len(rows))
     computed = np.concatenate(outputs)
     if len(rows) == len(pixels):
         return computed
@@ -238,10 +257,12 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
         work_dir = member.work_dir(work_dir)
     checkpoints = Checkpoints(Path(work_dir), run_key(dataset, config)) if work_dir else None
     train_ids, val_ids, test_ids = (np.array(splits[k], dtype=int) for k in data.SPLITS)
-    rows = train_rows = None  # features of every image
+    rows = None  # features of every image
     if member:  # this worker's training shard; validation on all workers, test on the chief only
         train_ids, test_ids = member.shard(train_ids), test_ids if member.chief else test_ids[:0]
-        rows, train_rows = np.sort(np.concatenate([train_ids, val_ids, test_ids])), train_ids
+        rows = np.sort(np.concatenate([train_ids, val_ids, test_ids]))
+    crossvalidates = bool(config.crossval.folds or config.crossval.leave_one_out)
+    copy_rows = None if crossvalidates else train_ids  # augmented copies: training rows only, but CV trains on all
     seconds["data"] = time.perf_counter() - started
 
     blocks = config.finetune.trainable_blocks if config.finetune.enabled else 0
@@ -251,23 +272,30 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
         arrays = {"original": _features(classifier.trunk, pixels, spec, progress, "features", rows)}
         for copy in range(config.augment.copies if config.augment.enabled else 0):
             transform = augment.pipeline(config.augment, config.input_size, seed=config.seed * 1000 + copy)
-            augmented = augment.augment_batch(pixels, transform)
-            arrays[f"augmented{copy}"] = _features(classifier.trunk, augmented, spec, progress,
-                                                   f"features (augmented copy {copy + 1})", train_rows)
+            arrays[f"augmented{copy}"] = _features(classifier.trunk, pixels, spec, progress,
+                                                   f"features (augmented copy {copy + 1})", copy_rows, transform)
         return arrays
 
     stamp = time.perf_counter()
-    if checkpoints:  # the features depend on the images, their size, augmentation, seed and the cut
+    if checkpoints:  # the features depend on the images, their size, augmentation, seed, the cut and the rows
         depends = json.dumps([dataset.fingerprint(), config.input_size, config.augment.__dict__, config.seed, blocks]
-                             + ([member.workers, member.index] if member else []), sort_keys=True)
+                             + ([member.workers, member.index] if member else []) + [crossvalidates],
+                             sort_keys=True)
         features = checkpoints.cached(f"features-{hashlib.sha256(depends.encode()).hexdigest()[:16]}",
                                       compute_features)
     else:
         features = compute_features()
     copies = [features[k] for k in sorted(features) if k.startswith("augmented")]
     if classifier.to_embedding is not None:
-        embed = lambda f: classifier.to_embedding.predict(f, batch_size=256, verbose=0)  # noqa: E731
-        embeddings, augmented_embeddings = embed(features["original"]), [embed(c) for c in copies]
+        def embed(trunk_features, chosen=None):  # only the rows that were computed; the others stay zero
+            if chosen is None:
+                return classifier.to_embedding.predict(trunk_features, batch_size=256, verbose=0)
+            embedded = np.zeros((len(trunk_features), *classifier.to_embedding.output_shape[1:]), np.float32)
+            embedded[chosen] = classifier.to_embedding.predict(trunk_features[chosen], batch_size=256, verbose=0)
+            return embedded
+
+        embeddings = embed(features["original"], rows)
+        augmented_embeddings = [embed(c, copy_rows) for c in copies]
     else:
         embeddings, augmented_embeddings = features["original"], copies
     seconds["features"] = time.perf_counter() - stamp
@@ -307,6 +335,7 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
     metrics = {}
     if len(test_ids):
         metrics["head_only_test"] = _evaluate(head, embeddings, labels, test_ids, classes, paths)
+        progress.update(head_only_test_accuracy=metrics["head_only_test"]["accuracy"])  # a partial figure
 
     if config.crossval.folds or config.crossval.leave_one_out:
         stamp = time.perf_counter()
@@ -323,6 +352,7 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
             best_epoch(curves["head"]) + 1, config.crossval.folds, config.crossval.leave_one_out, config.seed,
             progress)
         seconds["crossval"] = time.perf_counter() - stamp
+        progress.update(crossval_accuracy=metrics["crossval"]["out_of_fold"]["accuracy"])
 
     final = head
     final_inputs = embeddings
@@ -334,7 +364,8 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
         x, y = training_set(features["original"], copies)
         curves["finetune"] = fit(classifier.top, x, y, validation(features["original"]), epochs=ft.epochs,
                                  learning_rate=ft.learning_rate, batch_size=ft.batch_size, patience=ft.patience,
-                                 class_weight=weights, progress=progress, stage="finetune", checkpoints=checkpoints)
+                                 class_weight=weights, progress=progress, stage="finetune", checkpoints=checkpoints,
+                                 cosine=True)
         backbone.freeze(classifier.net, 0)
         final, final_inputs = classifier.top, features["original"]
         seconds["finetune"] = time.perf_counter() - stamp
@@ -342,6 +373,7 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
     last_stage = list(curves)[-1]
     if len(test_ids):
         metrics["test"] = _evaluate(final, final_inputs, labels, test_ids, classes, paths)
+        progress.update(test_accuracy=metrics["test"]["accuracy"])
     if len(val_ids):
         metrics["validation"] = _evaluate(final, final_inputs, labels, val_ids, classes, paths)
         metrics["diagnosis"] = {"stage": last_stage,
