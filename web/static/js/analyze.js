@@ -215,22 +215,15 @@ function panelWhy(result, card, names) {
   } else {
     parts.push(t("explain.softmax", { labels: Object.keys(result.probabilities).map(labelText).join(", ") }));
   }
-  const top = result.tags?.[0];
-  const topName = top && (names?.[top.index] ?? top.label);
-  const byTop1 = card?.unknown_policy?.rule === "imagenet_top1_group" && topName;
   if (result.unknown) {
     const ood = result.anomalies?.out_of_distribution;
     const threshold = card?.unknown_policy?.threshold;
     const best = Math.max(...Object.values(result.probabilities));
     if (ood?.anomalous || (result.ood_score != null && card?.unknown_policy?.ood && result.ood_score > card.unknown_policy.ood.threshold)) {
       parts.push(t("explain.unknown_ood"));
-    } else if (byTop1) {
-      parts.push(t("explain.unknown_top1", { tag: topName, labels: card.labels.map(labelText).join(", ") }));
     } else if (threshold != null && best < threshold) {
       parts.push(t("explain.unknown_threshold", { best: probabilityText(best), threshold: probabilityText(threshold) }));
     } else parts.push(t("analyze.unknown_hint"));
-  } else if (byTop1) {
-    parts.push(t("explain.known_top1", { tag: topName, label: labelText(result.label) }));
   } else if (card?.unknown_policy?.threshold != null) {
     parts.push(t("explain.known", { threshold: probabilityText(card.unknown_policy.threshold) }));
   }

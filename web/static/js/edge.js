@@ -378,7 +378,7 @@ export async function classify(edge, source) {
   const score = rule && edge.ood ? oodScore(rule.score, card, outputs[card.outputs.embedding]?.dataSync(),
     probabilities, edge.ood) : null;
   const best = bestIndex(probabilities.slice(0, card.labels.length));
-  const [label, unknown] = decide(card, probabilities, score, imagenet);
+  const [label, unknown] = decide(card, probabilities, score);
   const inferred = performance.now();
   const ticket = (tickets += 1);
   const featureMap = edge.head && outputs[card.outputs.feature_map];
@@ -387,7 +387,7 @@ export async function classify(edge, source) {
   let tags = null;
   if (imagenet && edge.tags && card.tags) tags = topKTags(card, imagenet, edge.tags);
   return {
-    label, unknown, confidence: probabilities[unknown ? best : card.labels.indexOf(label)], ood_score: score, ticket,
+    label, unknown, confidence: probabilities[best], ood_score: score, ticket,
     probabilities: Object.fromEntries(card.labels.map((name, i) => [name, probabilities[i]])),
     tags, pixels,
     timings: { decode_ms: decoded - started, preprocess_ms: preprocessed - decoded,
