@@ -1,13 +1,16 @@
 """Benchmark: which decision rule should the default "animals" model use? (issue 22, item 5)
 
 Runs the real default model (ONNX Runtime, fp32, ``riim models default`` in ``--models-dir``) once on every
-real labelled photo available offline and scores cat / dog / unknown decision rules on the same outputs.
+real labelled photo available offline and scores cat / dog / unknown decision rules on the same outputs; then
+the int8 file, whose answers decide whether int8 is served by default (the same rules must give the same
+answers as on fp32).
 A photo that shows neither a cat nor a dog ("other") is right when the answer is "unknown". Every rule keeps
 the card's calibrated out-of-distribution rejection (``unknown_policy.ood``, energy score) on top.
 
 Rules:
-- ``sum>=0.5``: today's rule: unknown when neither summed P(cat) nor P(dog) reaches 0.5;
+- ``sum>=0.5``: the card's rule: unknown when neither summed P(cat) nor P(dog) reaches 0.5;
 - ``top1-group``: the group (cat / dog / other) of the top-1 ImageNet class;
+- ``sum>=0.5 or top1``: the most probable label when it reaches 0.5 or holds the top-1 ImageNet class;
 - ``mass-argmax``: the largest of P(cat), P(dog) and P(other) = 1 - P(cat) - P(dog);
 - ``sum>=t (LOO)``: one threshold tuned with leave-one-out;
 - ``per-group t (LOO)``: a threshold for cat and one for dog, tuned with leave-one-out;
@@ -68,13 +71,14 @@ def photos() -> list[tuple[str, str, str, Image.Image]]:
     return found
 
 
-def run_model(models_dir: Path, images: list[Image.Image]):
-    """(card, summed probabilities N×2, ImageNet probabilities N×1000, OOD scores N) from one ORT pass."""
+def run_model(models_dir: Path, images: list[Image.Image], precision: str):
+    """(card, summed probabilities N×2, ImageNet probabilities N×1000, OOD scores N) from one ORT pass of the
+    ``precision`` file."""
     from app.inference import LoadedModel
     from models.registry import Registry
 
     registry = Registry(models_dir)
-    model = LoadedModel.load(registry, "animals", registry.resolve("animals"), threads=2)
+    model = LoadedModel.load(registry, "animals", registry.resolve("animals"), threads=2, precision=precision)
     summed, imagenet, ood = [], [], []
     for start in range(0, len(images), 16):
         outputs = model.run(_batch(images[start:start + 16], model.card))
@@ -102,6 +106,14 @@ def by_threshold(summed: np.ndarray, t_cat: float, t_dog: float) -> np.ndarray:
 def top1_group(imagenet: np.ndarray) -> np.ndarray:
     groups = [real_photos.imagenet_label(int(i)) for i in imagenet.argmax(axis=1)]
     return np.array([g if g in ("cat", "dog") else "unknown" for g in groups])
+
+
+def sum_or_top1(summed: np.ndarray, imagenet: np.ndarray) -> np.ndarray:
+    """The most probable label when it reaches 0.5 or when the top-1 ImageNet class is one of its classes."""
+    best = np.where(summed[:, 0] >= summed[:, 1], 0, 1)
+    names = np.array(["cat", "dog"])[best]
+    ok = (summed[np.arange(len(summed)), best] >= 0.5) | (top1_group(imagenet) == names)
+    return np.where(ok, names, "unknown")
 
 
 def mass_argmax(summed: np.ndarray) -> np.ndarray:
@@ -149,29 +161,15 @@ def accuracy(answers: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> str:
     return f"{right}/{total}" if total else "-"
 
 
-def main() -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models-dir", type=Path, default=Path("/tmp/md-store"))
-    parser.add_argument("--json", type=Path, help="Also write the figures as JSON here.")
-    args = parser.parse_args()
-    subprocess.run([str(BIN / "riim"), "models", "default", "--models-dir", str(args.models_dir)], check=True,
-                   stdout=subprocess.DEVNULL)
+def rule_answers(summed, imagenet, ood, ood_threshold: float, idx: np.ndarray, truth: np.ndarray):
+    """(answers of each rule alone, answers with the OOD rejection, LOO choices) for one model's outputs.
 
-    found = photos()
-    print(f"{len(found)} real photos: " + ", ".join(
-        f"{s} {sum(1 for f in found if f[0] == s)}" for s in dict.fromkeys(f[0] for f in found)), flush=True)
-    card, summed, imagenet, ood = run_model(args.models_dir, [f[3] for f in found])
-    ood_threshold = card["unknown_policy"]["ood"]["threshold"] if "ood" in card["unknown_policy"] else np.inf
-    scored = np.array([f[2] != "mixed" for f in found])
-    sets = np.array([f[0] for f in found])
-    truth = expected([f[2] for f in found])
-
-    # tuning (LOO) uses every scored photo; leave-one-out keeps each photo out of its own tuning. Photos
-    # that are not scored get the parameters tuned on all scored photos.
-    idx = np.flatnonzero(scored)
+    Tuning (LOO) uses every scored photo (``idx``); leave-one-out keeps each photo out of its own tuning.
+    Photos that are not scored get the parameters tuned on all scored photos."""
     plain: dict[str, np.ndarray] = {  # the rules alone, before OOD rejection
-        "sum>=0.5 (today)": by_threshold(summed, 0.5, 0.5),
+        "sum>=0.5 (card)": by_threshold(summed, 0.5, 0.5),
         "top1-group": top1_group(imagenet),
+        "sum>=0.5 or top1": sum_or_top1(summed, imagenet),
         "mass-argmax": mass_argmax(summed),
     }
     rules = {name: with_ood(answers, ood, ood_threshold) for name, answers in plain.items()}
@@ -192,6 +190,29 @@ def main() -> dict:
             table[name] = out.astype(str)
             if ood_on:
                 tuned[name] = sorted({tuple(float(x) for x in c) for c in chosen})
+    return plain, rules, tuned
+
+
+def main() -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models-dir", type=Path, default=Path("/tmp/md-store"))
+    parser.add_argument("--json", type=Path, help="Also write the figures as JSON here.")
+    args = parser.parse_args()
+    subprocess.run([str(BIN / "riim"), "models", "default", "--models-dir", str(args.models_dir)], check=True,
+                   stdout=subprocess.DEVNULL)
+
+    found = photos()
+    print(f"{len(found)} real photos: " + ", ".join(
+        f"{s} {sum(1 for f in found if f[0] == s)}" for s in dict.fromkeys(f[0] for f in found)), flush=True)
+    scored = np.array([f[2] != "mixed" for f in found])
+    sets = np.array([f[0] for f in found])
+    truth = expected([f[2] for f in found])
+    idx = np.flatnonzero(scored)
+    card, summed, imagenet, ood = run_model(args.models_dir, [f[3] for f in found], "fp32")
+    ood_threshold = card["unknown_policy"]["ood"]["threshold"] if "ood" in card["unknown_policy"] else np.inf
+    plain, rules, tuned = rule_answers(summed, imagenet, ood, ood_threshold, idx, truth)
+    _, int8_summed, int8_imagenet, int8_ood = run_model(args.models_dir, [f[3] for f in found], "int8")
+    _, int8_rules, _ = rule_answers(int8_summed, int8_imagenet, int8_ood, ood_threshold, idx, truth)
 
     masks = {"cat": scored & (truth == "cat"), "dog": scored & (truth == "dog"),
              "other (main)": scored & (truth == "unknown") & (sets == "main"),
@@ -209,6 +230,14 @@ def main() -> dict:
             print(f"{name:<20}" + "".join(f"{row[m]:>14}" for m in masks))
     for name, values in tuned.items():
         print(f"  {name}: chosen per fold {values}")
+    print("\nThe same rules (+ OOD) on the int8 model's outputs: accuracy, and answers equal to fp32's "
+          "(the card serves int8 only when its answers agree with fp32's on ≥ 99 % of the parity photos):")
+    report["int8"] = {}
+    for name, answers in int8_rules.items():
+        row = {"all": accuracy(answers, truth, scored),
+               "same_as_fp32": f"{int((answers == rules[name]).sum())}/{len(found)}"}
+        report["int8"][name] = row
+        print(f"{name:<20}{row['all']:>14}{row['same_as_fp32']:>14}")
 
     print("\nPer photo, rule + OOD (cat/dog photos, and every photo some rule gets wrong with or without OOD):")
     print(f"{'photo':<34}{'truth':>8}{'P(cat)':>8}{'P(dog)':>8}{'top-1':>7}{'ood':>7}  " +
