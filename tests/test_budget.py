@@ -19,7 +19,7 @@ from PIL import Image
 
 from app import api, device
 from models import preprocess
-from models.preprocess import ImageDecodeError, load_image
+from models.preprocess import ImageDecodeError, decode_rgb, load_image
 from models.registry import sha256_file
 from tests.test_hostile import encode, image_part, png, post
 
@@ -131,11 +131,11 @@ def test_images_are_decoded_one_at_a_time(client, monkeypatch):
     def tracked(*args, **kwargs):
         gc.collect()
         overlaps.append(sum(ref() is not None for ref in alive))
-        image = load_image(*args, **kwargs)
+        image = decode_rgb(*args, **kwargs)
         alive.append(weakref.ref(image))
         return image
 
-    monkeypatch.setattr(api, "load_image", tracked)
+    monkeypatch.setattr(api, "decode_rgb", tracked)
     images = [image_part(encode(Image.new("RGB", (40 + i, 40), (i * 20, 0, 0)), "PNG"), f"{i}.png") for i in range(5)]
     for query in ("?store=0", "?store=0&explain=1&anomaly=1"):
         alive.clear(), overlaps.clear()
