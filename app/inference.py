@@ -114,12 +114,14 @@ class LoadedModel:
 def open_session(registry: Registry, name: str, version: str, key: str, threads: int = 0,
                  cache_dir: Path | None = None) -> ort.InferenceSession:
     """An ONNX Runtime session on the CPU for the card's file ``key`` with ``threads`` intra-op threads (0: ORT
-    decides). With ``cache_dir``, the graph is optimised once (``ORT_ENABLE_EXTENDED``: fusions, QDQ to
-    quantised kernels; nothing specific to this CPU) into ``<cache_dir>/<sha256>-ort<version>.onnx``, which
-    later sessions load, so a worker or a promoted version starts faster; the layout changes specific to
-    this CPU are still applied at load time."""
+    decides) that sleep rather than spin between runs (``benchmarks/bench_session.py``: spinning threads made
+    two-thread runs 2.5× slower when other processes shared the cores). With ``cache_dir``, the graph is
+    optimised once (``ORT_ENABLE_EXTENDED``: fusions, QDQ to quantised kernels; nothing specific to this CPU)
+    into ``<cache_dir>/<sha256>-ort<version>.onnx``, which later sessions load, so a worker or a promoted
+    version starts faster; the layout changes specific to this CPU are still applied at load time."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads never steal the cores
     source = registry.file(name, version, key)
     if cache_dir is not None:
         try:
