@@ -1,7 +1,6 @@
 // Analyze page: one image (file, drop, paste or webcam) is classified twice — by the server (ONNX
 // Runtime, /api/v1/predict) and in this browser (TF.js wasm, edge.js) — and the answers are shown side
 // by side with the class activation map, tags, anomaly verdicts and timings.
-import "./edge-start.js";  // first: the browser model starts loading before the page's other modules run
 import { t } from "./i18n.js";
 import { chosenModel, classify, currentVersion, explain, loadWorkerModel, modelChoices, rememberModel, tfjsFormats } from "./edge.js";
 import { decodePixels, modelPixels, toImageData } from "./preprocess.js";

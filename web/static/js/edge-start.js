@@ -1,5 +1,4 @@
-// Imported first by analyze.js, so it runs before the page's other modules (i18n waits for its catalogue):
-// the browser model's Web Worker starts loading TF.js at once and, on a repeat visit, the model from IndexedDB.
-import { startWorker } from "./edge.js";
-
-startWorker(document.getElementById("model-select").dataset.classModel || document.getElementById("main").dataset.model);
+// A classic script of the Analyze page, run as soon as it is parsed (before the page's modules have loaded):
+// the browser model's Web Worker starts loading TF.js and compiling its wasm while the page is still
+// starting and looks up the model's version. edge.js adopts this worker.
+globalThis.riimEdgeWorker = new Worker(new URL("edge-worker.js", document.currentScript.src), { type: "module" });

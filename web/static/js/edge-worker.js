@@ -18,33 +18,25 @@ const summary = async (key, edge) => ({ key, format: edge.format, source: edge.s
   warmupMs: edge.warmupMs, backend: edge.backend, threads: tf.wasm.getThreadsCount(),
   simd: await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT") });
 
-async function load(request) {
-  const { id, meta, format, cacheOnly } = request;
+async function load({ id, meta, format }) {
   const key = `${meta.name}/${meta.version}/${servedFormat(meta.card, format)}`;
   if (!models.has(key)) {
-    const loading = openModel(meta, format, (...progress) => postMessage({ id, progress }), { cacheOnly });
-    models.set(key, { loading, cacheOnly });
+    const loading = openModel(meta, format, (...progress) => postMessage({ id, progress }));
+    models.set(key, loading);
     loading.catch(() => models.delete(key));
   }
-  const entry = models.get(key);
-  let edge;
-  try {
-    edge = await entry.loading;
-  } catch (error) {
-    if (entry.cacheOnly && !cacheOnly) return load(request);  // not in IndexedDB after all: download it
-    throw error;
-  }
+  const edge = await models.get(key);
   models.forEach((other, name) => {
     if (name === key) return;
     models.delete(name);
-    other.loading.then((old) => old.model.dispose(), () => {});
+    other.then((old) => old.model.dispose(), () => {});
   });
   return summary(key, edge);
 }
 
 async function model(key) {
   if (!models.has(key)) throw new Error(`browser model ${key} is not loaded`);
-  return models.get(key).loading;
+  return models.get(key);
 }
 
 const handlers = {

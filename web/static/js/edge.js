@@ -247,8 +247,7 @@ export async function loadEdgeModel(name, format = DEFAULT_FORMAT, onProgress = 
 }
 
 /** loadEdgeModel for a version already known ({name, version, card, tags, online}): also runs in a worker. */
-export async function openModel({ name, version, card, tags, online }, format = DEFAULT_FORMAT, onProgress = () => {},
-  { cacheOnly = false } = {}) {
+export async function openModel({ name, version, card, tags, online }, format = DEFAULT_FORMAT, onProgress = () => {}) {
   const backend = await wasmBackend();
   const fmt = servedFormat(card, format);
   const key = `indexeddb://riim-${name}-${version}-${fmt}`;
@@ -257,8 +256,7 @@ export async function openModel({ name, version, card, tags, online }, format = 
   let source = "cache";
   try {
     model = await loadModel(key);
-  } catch (error) {
-    if (cacheOnly) throw error;
+  } catch {
     source = "network";
     model = await loadModel(await download(`${versionUrl(name, version)}/files/${card.files[fmt].path}`,
       card.files[fmt].bytes, onProgress));
@@ -267,15 +265,15 @@ export async function openModel({ name, version, card, tags, online }, format = 
   const loadMs = performance.now() - started;
   // Kept for the next visit: IndexedDB writes while the kernels compile below.
   const saved = source === "network" ? model.save(key).then(() => dropOldCopies(name, key)).catch(() => {}) : null;
-  const edge = { name, version, card, tags, format: fmt, model, source, loadMs, backend, online,
-    head: camHead(model, card), ood: await oodParameters(name, version, card) };
+  const ood = oodParameters(name, version, card);  // read while the kernels compile
   const warm = performance.now();  // compile the wasm kernels and JIT the resampling loops once
   const side = card.input.size * 2;
   modelPixels({ width: side, height: side, data: new Uint8ClampedArray(side * side * 4) }, card.input);
   tf.tidy(() => { run(model, card, tf.zeros([1, card.input.size, card.input.size, 3])); });
-  edge.warmupMs = performance.now() - warm;
+  const warmupMs = performance.now() - warm;
   await saved;
-  return edge;
+  return { name, version, card, tags, format: fmt, model, source, loadMs, backend, online, warmupMs,
+    head: camHead(model, card), ood: await ood };
 }
 
 // The card's outputs that the page reads, in the order run() returns them (the embedding for an OOD rule).
@@ -399,7 +397,8 @@ export async function classify(edge, source) {
 let client = null;
 function workerClient() {
   if (client) return client;
-  const worker = new Worker(new URL("./edge-worker.js", import.meta.url), { type: "module" });
+  // The Analyze page starts it with edge-start.js before its modules load; elsewhere it starts here.
+  const worker = globalThis.riimEdgeWorker ?? new Worker(new URL("./edge-worker.js", import.meta.url), { type: "module" });
   const pending = new Map();
   let next = 0;
   worker.addEventListener("message", ({ data }) => {
@@ -422,21 +421,6 @@ function workerClient() {
     }),
   };
   return client;
-}
-
-/**
- * Start the page's Web Worker early (TF.js and its wasm compile there) and, when this browser used model
- * NAME before, have it load that version from IndexedDB and warm it while the page looks up the current
- * version (loadWorkerModel then gets the same model if the version is still current).
- */
-export function startWorker(name) {
-  const worker = workerClient();
-  const mine = localStorage.getItem(CHOICE_KEY) || name;
-  const saved = JSON.parse(localStorage.getItem(storageKey(mine)) || "null");
-  if (saved?.card) {
-    worker.call({ type: "load", meta: { name: mine, ...saved, online: false }, format: DEFAULT_FORMAT, cacheOnly: true })
-      .catch(() => {});
-  }
 }
 
 /** loadEdgeModel in the page's Web Worker: the same edge model (without the TF.js objects), for classify()
