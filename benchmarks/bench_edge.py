@@ -71,9 +71,14 @@ MEASURE_JS = """async ({photos, repeats, format}) => {
 
 
 # Runs in the Analyze page before a photo is chosen: resolves with the page's clock (ms since navigation
-# start) when the browser model is ready and when the browser's answer is on the page.
+# start) when the browser model is ready and when the browser's answer is on the page, and the page thread's
+# long tasks (> 50 ms: the page cannot respond) until then.
 WATCH_JS = """() => { window.riimBench = new Promise((resolve) => {
-  const times = {};
+  const times = {longest: 0, blocked: 0};
+  new PerformanceObserver((list) => list.getEntries().forEach((task) => {
+    times.longest = Math.max(times.longest, task.duration);
+    times.blocked += task.duration;
+  })).observe({type: 'longtask'});
   const check = () => {
     if (times.ready == null && document.querySelector('#edge-status[data-state=ready]')) times.ready = performance.now();
     if (document.querySelector('#edge-result[data-label]')) { times.answer = performance.now(); resolve(times); return true; }
@@ -176,6 +181,9 @@ def main() -> None:
         answer = statistics.median(v["answer"] for v in visits[kind])
         print(f"{label:24s} browser model ready {ready:6.0f} ms, first answer on the page {answer:6.0f} ms "
               f"(median of {len(visits[kind])}, from navigation start; model from {visits[kind][0]['source']})")
+        longest = max(v["longest"] for v in visits[kind])
+        blocked = statistics.median(v["blocked"] for v in visits[kind])
+        print(f"{'':24s} page thread blocked meanwhile: longest task {longest:4.0f} ms, {blocked:4.0f} ms in all (median)")
     print(f"edge canvas -> answer {percentiles([r['canvas'] for r in rows])}   (after decode: resize+model+decision)")
     cam = "CAM apart" if fp16["worker"] else "CAM included"
     print(f"edge full pipeline   {percentiles([r['edge']['total_ms'] for r in rows])}   (decode+resize+model, {cam})")
