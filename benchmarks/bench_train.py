@@ -13,7 +13,7 @@ held-out figures are printed as soon as they are known. ``--quick`` stops at the
 pruning, QAT or cat/dog): the "data → fine-tuned" figure alone. Usage::
 
     .venv/bin/python benchmarks/bench_train.py [--train-per-class 1000] [--input-size 128] [--quick]
-        [--finetune-epochs 3] [--export] [--json out.json]
+        [--finetune-epochs 3] [--finetune-learning-rate 3e-4] [--export] [--json out.json]
 """
 from __future__ import annotations
 
@@ -102,6 +102,7 @@ def main() -> dict:
     parser.add_argument("--test-per-class", type=int, default=100)
     parser.add_argument("--input-size", type=int, default=128)
     parser.add_argument("--finetune-epochs", type=int, default=FASHION["finetune"]["epochs"])
+    parser.add_argument("--finetune-learning-rate", type=float, default=FASHION["finetune"]["learning_rate"])
     parser.add_argument("--quick", action="store_true",
                         help="Only data → fine-tuned: no cross-validation, pruning, QAT, cat/dog.")
     parser.add_argument("--export", action="store_true", help="Also publish, export and print the parity table.")
@@ -112,7 +113,8 @@ def main() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder, fractions = fashion_folder(Path(tmp), args.train_per_class, args.val_per_class, args.test_per_class)
         recipe = {**FASHION, "input_size": args.input_size, "data": fractions,
-                  "finetune": {**FASHION["finetune"], "epochs": args.finetune_epochs}}
+                  "finetune": {**FASHION["finetune"], "epochs": args.finetune_epochs,
+                               "learning_rate": args.finetune_learning_rate}}
         if args.quick:
             recipe = {k: v for k, v in recipe.items() if k not in ("crossval", "pruning", "qat")}
         settings = config.from_dict(recipe)
