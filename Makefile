@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 .PHONY: setup run serve worker test test-fast models clean-models help mlflow-ui
 help:
 	@echo "make run    set up, build the default model if needed, serve http://$(HOST):$(PORT)"
-	@echo "make serve  production serving with gunicorn ((2 x cores) + 1 workers, RIIM_WORKERS=N) and a job worker"
+	@echo "make serve  production serving with gunicorn (one worker per core, RIIM_WORKERS=N) and a job worker"
 	@echo "make worker one more worker for the training jobs queued by make serve"
 	@echo "make test   set up and run the whole test suite"
 	@echo "make test-fast  set up and run the tests that need no TensorFlow (under 2 minutes)"
@@ -65,7 +65,7 @@ run: models
 	@echo "==> serving RIIM on http://$(HOST):$(PORT) (Ctrl-C to stop)"
 	@$(BIN)/riim serve --host $(HOST) --port $(PORT)
 
-# Production serving: gunicorn, (2 x cores) + 1 workers (RIIM_WORKERS=N to choose), production config.
+# Production serving: gunicorn, one worker per core (RIIM_WORKERS=N to choose), production config.
 # The secret key comes from RIIM_SECRET_KEY or instance/config.py, else the app makes instance/secret_key once.
 # Session cookies are Secure: behind plain HTTP (a classroom LAN) add RIIM_SESSION_COOKIE_SECURE=0.
 # Graceful reload (new code or config, no dropped request): kill -HUP $$(cat instance/gunicorn.pid)

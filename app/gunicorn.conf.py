@@ -1,10 +1,12 @@
 """Gunicorn settings for ``make serve`` (``gunicorn -c app/gunicorn.conf.py``).
 
-- ``RIIM_WORKERS`` worker processes, default (2 × cores) + 1, each with a few threads for slow clients.
+- ``RIIM_WORKERS`` worker processes, default one per core, each with a few threads for slow clients and one
+  ONNX Runtime thread (``RIIM_ORT_THREADS``). Measured with ``benchmarks/bench_http.py`` on 2 cores (8 clients,
+  median of 3 rounds): 2 workers × 1 thread 114 req/s, 3 × 1 109, 5 × 1 (the old 2 × cores + 1) 107,
+  1 × 2 90: one Python process per core keeps both busy; more only add memory and tail latency.
 - :func:`on_starting` runs the one-off start-up work once, in the master, before any worker exists.
 - No preload: each worker builds the app — and its ONNX Runtime session — after the fork
-  (:func:`post_worker_init` loads the default model before the worker takes requests). One ORT thread per
-  worker, since the workers already share the cores.
+  (:func:`post_worker_init` loads the default model before the worker takes requests).
 - Graceful reload: ``kill -HUP $(cat instance/gunicorn.pid)`` starts new workers (new code, new model
   sessions) and lets the old ones finish their requests; workers are also recycled after ``max_requests``.
 """
@@ -13,7 +15,7 @@ import os
 
 wsgi_app = "app:create_app()"
 bind = os.environ.get("RIIM_BIND", "127.0.0.1:5000")
-workers = int(os.environ.get("RIIM_WORKERS", 2 * multiprocessing.cpu_count() + 1))
+workers = int(os.environ.get("RIIM_WORKERS", multiprocessing.cpu_count()))
 worker_class = "gthread"
 threads = int(os.environ.get("RIIM_THREADS", 2))
 preload_app = False

@@ -14,8 +14,8 @@ and measures two things:
 2. **Throughput vs workers × ORT threads** (``--configs``, default 1x2 2x1 3x1 5x1 2x2): for each, a fresh
    server and ``--clients`` concurrent clients uploading every real photo (JPEG q90 / PNG, each unique) for
    ``--seconds``; in ``--rounds`` round-robin rounds (median reported): requests per second, latency p50 / p95,
-   errors, and the ratio to gunicorn's default
-   (``2 × cores + 1`` workers × 1 ORT thread).
+   errors, and the ratio to ``app/gunicorn.conf.py``'s default (one worker per core × 1 ORT thread; the
+   measurement that chose it).
 
 Rate limits are counted in a private redis-server, as ``make serve`` does (``--limits memory``: per worker).
 Figures are noisy on a shared machine; compare the ratios of one run. Usage::
@@ -216,7 +216,7 @@ def measure(args, limits_uri: str) -> dict:
         print(f"{key:<14}" + "".join(f"{c[0]:>12.1f} / {c[1]:>6.1f}" if c else f"{'-':>22}" for c in cells))
 
     seeds = seed_files()
-    default = (2 * cores + 1, 1)
+    default = (cores, 1)
     configs = list(dict.fromkeys([*args.configs, default]))
     print(f"\nThroughput, {args.clients} clients × {args.seconds:.0f} s, {len(seeds)} real photos, {cores} cores "
           f"(gunicorn default here: {default[0]}x{default[1]}):", flush=True)

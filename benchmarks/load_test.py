@@ -6,7 +6,8 @@ It starts ``gunicorn -c app/gunicorn.conf.py`` (production config, a temporary i
 Each upload is made unique (a comment chunk with its number, no re-encoding), so every accepted request
 must leave its own file and row. Half-way it sends SIGHUP (graceful reload: new workers, old ones
 finish) unless ``--no-reload``. It reports throughput, latency p50/p95/p99, errors, memory per worker,
-and then checks that every accepted upload is on disk (same sha256) and in the database. Usage::
+and then checks that every accepted upload is in the database and on disk, as the metadata-free copy of the
+bytes sent (``app.storage.clean_copy``; its name is the sha256 of the bytes sent). Usage::
 
     .venv/bin/python benchmarks/load_test.py [--clients 20] [--seconds 60] [--workers N]
         [--ratelimit-storage-uri redis://127.0.0.1:6379]
@@ -37,8 +38,7 @@ import time
 import zlib
 from pathlib import Path
 
-from PIL import Image
-
+from app.storage import clean_copy
 from training import real_photos
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,7 +86,7 @@ class Load:
         self.seeds, self.max_requests, self.deadline = seeds, max_requests, deadline
         self.lock = threading.Lock()
         self.issued = 0
-        self.results: list[tuple[int, float, str]] = []  # (status, latency s, sha256)
+        self.results: list[tuple[int, float, int]] = []  # (status, latency s, upload number)
 
     def next_number(self) -> int | None:
         with self.lock:
@@ -115,7 +115,7 @@ class Load:
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             latency = time.perf_counter() - started
             with self.lock:
-                self.results.append((status, latency, hashlib.sha256(content).hexdigest()))
+                self.results.append((status, latency, number))
         connection.close()
 
 
@@ -162,15 +162,18 @@ def percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def verify(instance: Path, accepted: list[str]) -> dict:
-    """Every accepted upload has its row and its file, whose bytes hash to its name."""
+def verify(instance: Path, seeds, accepted: list[int]) -> dict:
+    """Every accepted upload (by number) has its row and its file, the metadata-free copy of what was sent."""
     with sqlite3.connect(instance / "riim.sqlite3") as connection:
         rows = dict(connection.execute("SELECT sha256, extension FROM upload"))
         predictions = connection.execute("SELECT COUNT(*) FROM prediction").fetchone()[0]
-    missing_rows = [sha for sha in accepted if sha not in rows]
-    bad_files = [sha for sha in accepted if sha in rows and not (
-        (path := instance / "uploads" / sha[:2] / f"{sha}.{rows[sha]}").is_file()
-        and hashlib.sha256(path.read_bytes()).hexdigest() == sha)]
+    sent = {number: (seeds[number % len(seeds)][0], unique_variant(*seeds[number % len(seeds)], number))
+            for number in accepted}
+    shas = {number: hashlib.sha256(content).hexdigest() for number, (_, content) in sent.items()}
+    missing_rows = [number for number in accepted if shas[number] not in rows]
+    bad_files = [number for number in accepted if shas[number] in rows and not (
+        (path := instance / "uploads" / shas[number][:2] / f"{shas[number]}.{rows[shas[number]]}").is_file()
+        and path.read_bytes() == clean_copy(sent[number][1], sent[number][0]))]
     files = sum(1 for path in (instance / "uploads").rglob("*") if path.is_file())
     return {"accepted": len(accepted), "rows": len(rows), "files": files, "predictions": predictions,
             "missing_rows": len(missing_rows), "missing_or_bad_files": len(bad_files)}
@@ -181,7 +184,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--max-requests", type=int, default=20000)
-    parser.add_argument("--workers", type=int, default=2 * os.cpu_count() + 1)
+    parser.add_argument("--workers", type=int, help="gunicorn workers (default: app/gunicorn.conf.py's)")
     parser.add_argument("--models-dir", default=str(REPO / "models" / "store"))
     parser.add_argument("--no-reload", action="store_true", help="do not send SIGHUP half-way")
     parser.add_argument("--ratelimit-storage-uri", default=os.environ.get("RIIM_RATELIMIT_STORAGE_URI", "memory://"),
@@ -197,7 +200,7 @@ def main() -> None:
     port = free_port()
     env = {**os.environ, "RIIM_ENV": "production", "RIIM_SECRET_KEY": secrets.token_hex(32),
            "RIIM_INSTANCE_PATH": str(instance), "RIIM_MODELS_DIR": args.models_dir,
-           "RIIM_WORKERS": str(args.workers), "RIIM_BIND": f"127.0.0.1:{port}",
+           "RIIM_BIND": f"127.0.0.1:{port}", **({"RIIM_WORKERS": str(args.workers)} if args.workers else {}),
            "RIIM_RATE_LIMIT_PREDICT": "1000000 per minute", "RIIM_RATELIMIT_STORAGE_URI": args.ratelimit_storage_uri}
     server = subprocess.Popen([str(BIN / "gunicorn"), "-c", str(REPO / "app" / "gunicorn.conf.py")], cwd=REPO,
                               env=env, stdout=subprocess.DEVNULL, stderr=open(instance / "gunicorn.log", "wb"))
@@ -206,7 +209,8 @@ def main() -> None:
         created = subprocess.run([str(BIN / "riim"), "tokens", "create", "load-test"], env=env, check=True,
                                  capture_output=True, text=True).stdout
         token = next(word for word in created.split() if word.startswith("riim_"))
-        print(f"gunicorn pid {server.pid}, {args.workers} workers, model {ready['model']}, rate limits in "
+        workers = args.workers or len(worker_pids(server.pid))
+        print(f"gunicorn pid {server.pid}, {workers} workers, model {ready['model']}, rate limits in "
               f"{args.ratelimit_storage_uri}; {args.clients} clients x {args.seconds:.0f} s, {len(seeds)} real photos")
         load = Load(seeds, args.max_requests, time.monotonic() + args.seconds)
         threads = [threading.Thread(target=load.client, args=(port, token)) for _ in range(args.clients)]
@@ -232,9 +236,9 @@ def main() -> None:
     for status, _, _ in load.results:
         statuses[status] = statuses.get(status, 0) + 1
     latencies = sorted(latency * 1e3 for _, latency, _ in load.results)
-    accepted = [sha for status, _, sha in load.results if status == 200]
+    accepted = [number for status, _, number in load.results if status == 200]
     report = {
-        "workers": args.workers, "clients": args.clients, "ratelimit_storage": args.ratelimit_storage_uri,
+        "workers": workers, "clients": args.clients, "ratelimit_storage": args.ratelimit_storage_uri,
         "seconds": round(duration, 1),
         "requests": len(load.results), "statuses": statuses, "errors": len(load.results) - len(accepted),
         "throughput_rps": round(len(accepted) / duration, 1),
@@ -242,7 +246,7 @@ def main() -> None:
                        "p99": round(percentile(latencies, 0.99), 1), "max": round(latencies[-1], 1)},
         "graceful_reload_sent": reloaded, "healthy_after": healthy,
         "memory_per_worker_mib": {"rss": [round(rss) for rss, _ in memory], "pss": [round(pss) for _, pss in memory]},
-        "stored": verify(instance, accepted),
+        "stored": verify(instance, seeds, accepted),
     }
     report["lost_uploads"] = report["stored"]["missing_rows"] + report["stored"]["missing_or_bad_files"]
     print(json.dumps(report, indent=2))

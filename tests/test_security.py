@@ -163,7 +163,7 @@ def test_gunicorn_settings(monkeypatch):
     settings = runpy.run_path(str(REPO / "app" / "gunicorn.conf.py"))
     import os
 
-    assert settings["workers"] == 2 * os.cpu_count() + 1
+    assert settings["workers"] == os.cpu_count()  # one per core: measured by benchmarks/bench_http.py
     assert settings["preload_app"] is False  # ONNX Runtime sessions are created in each worker
     assert settings["wsgi_app"] == "app:create_app()"
     monkeypatch.setenv("RIIM_WORKERS", "3")
