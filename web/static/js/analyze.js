@@ -68,10 +68,14 @@ function initEdge() {
   edgeLoading = (async () => {
     try {
       const { card } = await currentVersion(name);
+      if (name !== modelName) return edge;  // another model was chosen meanwhile: its own initEdge runs
       $("edge-format").replaceChildren(...tfjsFormats(card).map((fmt) =>
         element("option", { text: t(`edge.format_${fmt}`) === `edge.format_${fmt}` ? fmt : t(`edge.format_${fmt}`),
           attrs: { value: fmt } })));
-    } catch { $("edge-format").replaceChildren(); /* no TF.js version: prepareEdge reports it */ }
+    } catch {
+      if (name !== modelName) return edge;
+      $("edge-format").replaceChildren();  // no TF.js version: prepareEdge reports it
+    }
     return prepareEdge($("edge-format").value || undefined, name);
   })();
 }

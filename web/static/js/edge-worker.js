@@ -9,9 +9,10 @@ import { classify, explain, openModel, servedFormat, wasmBackend } from "./edge.
 const { tf } = globalThis;
 wasmBackend().catch(() => {});  // compile the wasm binary while the page looks up the model's version
 
-// key → the edge model (a promise: a load asked twice is done once); only the latest is kept, the page
-// uses one model at a time.
+// key → the edge model (a promise: a load asked twice is done once); only the one the page asked for last
+// is kept (the page uses one model at a time; a slower earlier load must not dispose of it).
 const models = new Map();
+let latest = null;
 
 // What the page receives of a loaded model: everything but the TF.js objects.
 const summary = async (key, edge) => ({ key, format: edge.format, source: edge.source, loadMs: edge.loadMs,
@@ -20,6 +21,7 @@ const summary = async (key, edge) => ({ key, format: edge.format, source: edge.s
 
 async function load({ id, meta, format }) {
   const key = `${meta.name}/${meta.version}/${servedFormat(meta.card, format)}`;
+  latest = key;
   if (!models.has(key)) {
     const loading = openModel(meta, format, (...progress) => postMessage({ id, progress }));
     models.set(key, loading);
@@ -27,7 +29,7 @@ async function load({ id, meta, format }) {
   }
   const edge = await models.get(key);
   models.forEach((other, name) => {
-    if (name === key) return;
+    if (name === latest) return;
     models.delete(name);
     other.then((old) => old.model.dispose(), () => {});
   });
