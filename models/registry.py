@@ -56,7 +56,7 @@ class Draft:
 
 class Registry:
     def __init__(self, root: str | Path = DEFAULT_ROOT):
-        self.root = Path(root)
+        self.root = Path(root).absolute()  # Flask resolves relative file paths against the app package
 
     # --- reading -------------------------------------------------------------------------------
     def models(self, task: str | None = None) -> list[str]:
