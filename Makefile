@@ -30,13 +30,18 @@ $(BIN)/.installed: constraints.txt setup.cfg pyproject.toml
 	@$(BIN)/pip install -q --disable-pip-version-check --no-deps foolbox==3.3.4 tensorflowjs==4.22.0 || { echo "ERROR: pip install --no-deps failed"; exit 1; }
 	@touch $@
 
-$(VENDOR)/.vendored: web/package.json web/package-lock.json
+$(VENDOR)/.vendored: web/package.json web/package-lock.json Makefile
 	@command -v npm >/dev/null || { echo "ERROR: npm not found. Install Node.js 20 and npm (apt-get install nodejs npm)."; exit 1; }
 	@echo "==> vendoring TF.js 4.22 (+ wasm backend), Bootstrap and Chart.js from npm into $(VENDOR)"
 	@cd web && npm ci --silent --no-audit --no-fund --ignore-scripts || { echo "ERROR: npm ci failed"; exit 1; }
 	@mkdir -p $(VENDOR)/tfjs $(VENDOR)/bootstrap
 	@cp web/node_modules/@tensorflow/tfjs/dist/tf.min.js $(VENDOR)/tfjs/
 	@cp web/node_modules/@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.min.js web/node_modules/@tensorflow/tfjs-backend-wasm/dist/*.wasm $(VENDOR)/tfjs/
+	@# the Analyze page's Web Worker: TF.js core + converter + wasm backend only (layers only for old exports)
+	@cp web/node_modules/@tensorflow/tfjs-core/dist/tf-core.es2017.min.js \
+	    web/node_modules/@tensorflow/tfjs-converter/dist/tf-converter.es2017.min.js \
+	    web/node_modules/@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.es2017.min.js \
+	    web/node_modules/@tensorflow/tfjs-layers/dist/tf-layers.es2017.min.js $(VENDOR)/tfjs/
 	@cp web/node_modules/bootstrap/dist/css/bootstrap.min.css web/node_modules/bootstrap/dist/js/bootstrap.bundle.min.js $(VENDOR)/bootstrap/
 	@mkdir -p $(VENDOR)/chartjs
 	@cp web/node_modules/chart.js/dist/chart.umd.min.js $(VENDOR)/chartjs/

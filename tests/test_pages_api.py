@@ -61,6 +61,35 @@ def test_service_worker_is_served_from_root_and_its_shell_exists(client):
     assert "/" in shell and "/static/js/analyze.js" in shell
     for url in shell:
         assert client.get(url).status_code == 200, url
+    assert worker_modules(client, "/static/js/edge-worker.js") <= set(shell)  # the browser model works offline
+
+
+def worker_modules(client, url: str) -> set[str]:
+    """URL and every module it imports statically, recursively (what its Web Worker needs to start)."""
+    found, todo = set(), [url]
+    while todo:
+        module = todo.pop()
+        found.add(module)
+        source = client.get(module).get_data(as_text=True)
+        base = module.rsplit("/", 1)[0]
+        for path in re.findall(r'^import\s(?:[^"]*?\sfrom\s)?"(\.{1,2}/[^"]+)";', source, re.M | re.S):
+            parts = (base + "/" + path).split("/")
+            resolved = []
+            for part in parts:
+                if part == "..":
+                    resolved.pop()
+                elif part != ".":
+                    resolved.append(part)
+            todo.extend({"/".join(resolved)} - found)
+    return found
+
+
+def test_a_relative_models_dir_serves_version_files(app, monkeypatch, tmp_path):
+    """Flask resolves relative file paths against the app package: the registry keeps an absolute root."""
+    monkeypatch.chdir(tmp_path)
+    client = serving_app({"MODELS_DIR": "store"}).test_client()
+    response = client.get("/api/v1/models/animals/versions/v1/files/imagenet_labels.json")
+    assert response.status_code == 200 and response.get_json()[281] == "tabby"
 
 
 def test_model_versions_and_cards(client):

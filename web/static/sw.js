@@ -5,7 +5,7 @@
 // and fall back to the cache; vendored files are cache-first. Model weights are not cached here: edge.js
 // keeps them in IndexedDB. Logging out (POST /api/v1/auth/logout, seen here) deletes every other cache and
 // anything non-public, including what older versions of this worker kept.
-const CACHE = "riim-shell-v6";
+const CACHE = "riim-shell-v7";
 const SHELL = [
   "/",
   "/static/css/app.css",
@@ -14,7 +14,6 @@ const SHELL = [
   "/static/i18n/messages.json",
   "/static/js/i18n.js",
   "/static/js/offline.js",
-  "/static/js/tf-globals.js",
   "/static/js/preprocess.js",
   "/static/js/contract.js",
   "/static/js/edge.js",
@@ -24,8 +23,9 @@ const SHELL = [
   "/static/js/analyze.js",
   "/static/vendor/bootstrap/bootstrap.min.css",
   "/static/vendor/bootstrap/bootstrap.bundle.min.js",
-  "/static/vendor/tfjs/tf.min.js",
-  "/static/vendor/tfjs/tf-backend-wasm.min.js",
+  "/static/vendor/tfjs/tf-core.es2017.min.js",
+  "/static/vendor/tfjs/tf-converter.es2017.min.js",
+  "/static/vendor/tfjs/tf-backend-wasm.es2017.min.js",
   "/static/vendor/tfjs/tfjs-backend-wasm.wasm",
   "/static/vendor/tfjs/tfjs-backend-wasm-simd.wasm",
   "/static/vendor/tfjs/tfjs-backend-wasm-threaded-simd.wasm",

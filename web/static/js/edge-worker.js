@@ -1,9 +1,9 @@
 // The Analyze page's browser model in a Web Worker (edge.js loadWorkerModel): TF.js wasm, the download with
 // its progress, decoding, preprocessing, inference and the CAM all run here, so the page never freezes.
 // Messages {id, type, ...} are answered {id, value} or {id, error, key}; a load also sends {id, progress}.
-import "./tf-globals.js";
-import "../vendor/tfjs/tf.min.js";
-import "../vendor/tfjs/tf-backend-wasm.min.js";
+import "../vendor/tfjs/tf-core.es2017.min.js";  // TF.js core, converter and wasm only: a third of tf.min.js to start
+import "../vendor/tfjs/tf-converter.es2017.min.js";
+import "../vendor/tfjs/tf-backend-wasm.es2017.min.js";
 import { classify, explain, openModel, servedFormat, wasmBackend } from "./edge.js";
 
 const { tf } = globalThis;

@@ -1,7 +1,7 @@
 // Edge mode: the current version's TF.js GraphModel and card, downloaded once (streamed, with progress),
 // kept in IndexedDB and run in this browser with the TF.js wasm backend (vendored; tf.min.js and
-// tf-backend-wasm.min.js are loaded by the page, or by edge-worker.js in a Web Worker: loadWorkerModel keeps
-// the page responsive). Preprocessing, the unknown policy and the outputs all come from the card; the rules
+// tf-backend-wasm.min.js are loaded by the page, or TF.js core, converter and wasm by edge-worker.js in a Web
+// Worker: loadWorkerModel keeps the page responsive). Preprocessing, the unknown policy and the outputs all come from the card; the rules
 // shared with the server (decision with the calibrated OOD score, tags, CAM normalisation) are in contract.js.
 import { OOD_FILES, bestIndex, decide, normaliseMap, oodScore, topKTags } from "./contract.js";
 import { decodePixels, modelPixels, normalize } from "./preprocess.js";
@@ -192,18 +192,17 @@ async function dropOldCopies(name, keep) {
     .map((key) => tf.io.removeModel(key)));
 }
 
-// A GraphModel (export/tfjs_export.py); a LayersModel is what versions exported before it hold.
-async function loadModel(url, options) {
-  try {
-    return await tf.loadGraphModel(url, options);
-  } catch (error) {
-    try {
-      return await tf.loadLayersModel(url, options);
-    } catch {
-      throw error;
-    }
+// A GraphModel (export/tfjs_export.py) from its artifacts; a LayersModel is what versions exported before it
+// hold: TF.js layers is then loaded (the Web Worker starts with TF.js core, converter and wasm only).
+async function modelFrom(artifacts) {
+  if (artifacts.format === "graph-model" || Array.isArray(artifacts.modelTopology?.node)) {
+    return tf.loadGraphModel(tf.io.fromMemory(artifacts));
   }
+  if (!tf.loadLayersModel) await import("../vendor/tfjs/tf-layers.es2017.min.js");
+  return tf.loadLayersModel(tf.io.fromMemory(artifacts));
 }
+
+const isLayersModel = (model) => Boolean(tf.LayersModel) && model instanceof tf.LayersModel;
 
 // Every chunk of URL as it arrives (COUNT receives its size): the bytes of the whole answer.
 async function streamed(url, count) {
@@ -224,7 +223,7 @@ function concat(parts) {
   return whole;
 }
 
-// The model files (model.json + weight shards, the card's `bytes` in all) as a TF.js IOHandler, streamed
+// The model files (model.json + weight shards, the card's `bytes` in all) as TF.js model artifacts, streamed
 // with onProgress(fraction, received bytes, total bytes).
 async function download(url, total, onProgress) {
   let received = 0;
@@ -234,8 +233,7 @@ async function download(url, total, onProgress) {
   const shards = await Promise.all(json.weightsManifest.flatMap((group) => group.paths)
     .map((path) => streamed(new URL(path, base).href, count)));
   const weights = concat(shards).buffer;
-  return tf.io.fromMemory(await tf.io.getModelArtifactsForJSON(json,
-    async (manifest) => [manifest.flatMap((group) => group.weights), weights]));
+  return tf.io.getModelArtifactsForJSON(json, async (manifest) => [manifest.flatMap((group) => group.weights), weights]);
 }
 
 /**
@@ -252,26 +250,27 @@ export async function openModel({ name, version, card, tags, online }, format = 
   const fmt = servedFormat(card, format);
   const key = `indexeddb://riim-${name}-${version}-${fmt}`;
   const started = performance.now();
-  let model;
+  const ood = oodParameters(name, version, card);  // fetched or read beside the model (its error is thrown below)
+  ood.catch(() => {});
+  let artifacts;
   let source = "cache";
   try {
-    model = await loadModel(key);
+    artifacts = await tf.io.getLoadHandlers(key)[0].load();  // the IndexedDB copy; throws when absent
   } catch {
     source = "network";
-    model = await loadModel(await download(`${versionUrl(name, version)}/files/${card.files[fmt].path}`,
-      card.files[fmt].bytes, onProgress));
+    artifacts = await download(`${versionUrl(name, version)}/files/${card.files[fmt].path}`,
+      card.files[fmt].bytes, onProgress);
   }
+  const model = await modelFrom(artifacts);
   onProgress(1, card.files[fmt].bytes, card.files[fmt].bytes);
   const loadMs = performance.now() - started;
-  // Kept for the next visit: IndexedDB writes while the kernels compile below.
-  const saved = source === "network" ? model.save(key).then(() => dropOldCopies(name, key)).catch(() => {}) : null;
-  const ood = oodParameters(name, version, card);  // read while the kernels compile
+  // Kept for the next visit: IndexedDB writes while the kernels compile below and the first answers run.
+  if (source === "network") model.save(key).then(() => dropOldCopies(name, key)).catch(() => {});
   const warm = performance.now();  // compile the wasm kernels and JIT the resampling loops once
   const side = card.input.size * 2;
   modelPixels({ width: side, height: side, data: new Uint8ClampedArray(side * side * 4) }, card.input);
   tf.tidy(() => { run(model, card, tf.zeros([1, card.input.size, card.input.size, 3])); });
   const warmupMs = performance.now() - warm;
-  await saved;
   return { name, version, card, tags, format: fmt, model, source, loadMs, backend, online, warmupMs,
     head: camHead(model, card), ood: await ood };
 }
@@ -283,7 +282,7 @@ const wanted = (card) => [...new Set(["probabilities", "imagenet_probabilities",
 
 /** Run the GraphModel on an NHWC batch: {output name → tensor} for the card's outputs (signature names). */
 export function run(model, card, batch) {
-  if (model instanceof tf.LayersModel) {
+  if (isLayersModel(model)) {
     const result = [].concat(model.predict(batch));
     return Object.fromEntries(model.outputNames.map((name, i) => [name, result[i]]));
   }
@@ -298,7 +297,7 @@ const lastDim = (model, output) => Number(model.modelSignature.outputs[output]?.
 // The Dense kernel that reads the pooled feature map (a frozen weight of the GraphModel, dequantized on load):
 // its columns give the class activation map weights.
 function camHead(model, card) {
-  if (model instanceof tf.LayersModel) return layersHead(model, card);
+  if (isLayersModel(model)) return layersHead(model, card);
   const channels = lastDim(model, card.outputs.feature_map);
   const kernels = Object.values(model.weights).flat().filter((w) => w.rank === 2 && w.shape[0] === channels);
   const find = (units) => kernels.find((w) => w.shape[1] === units);
@@ -324,6 +323,7 @@ function layersHead(model, card) {
 
 // CAM = feature map · class weights, normalised as on the server. For a label that sums ImageNet classes
 // the weights are those classes' weights averaged by their probabilities.
+// (Functional ops only: the Web Worker's TF.js core has no chained tensor methods.)
 function classActivationMap(edge, { featureMap, shape, best, imagenet }) {
   const { kernel, mapping } = edge.head;
   return tf.tidy(() => {
@@ -331,12 +331,12 @@ function classActivationMap(edge, { featureMap, shape, best, imagenet }) {
     if (mapping) {
       const classes = mapping[edge.card.labels[best]];
       const share = tf.tensor1d(classes.map((c) => imagenet[c]));
-      weights = tf.gather(kernel, classes, 1).matMul(share.div(share.sum()).expandDims(1));
+      weights = tf.matMul(tf.gather(kernel, classes, 1), tf.expandDims(tf.div(share, tf.sum(share)), 1));
     } else {
       weights = tf.gather(kernel, [best], 1);
     }
     const [, height, width, channels] = shape;
-    const map = tf.tensor2d(featureMap, [height * width, channels]).matMul(weights);
+    const map = tf.matMul(tf.tensor2d(featureMap, [height * width, channels]), weights);
     return { values: normaliseMap(map.dataSync()), height, width };
   });
 }
