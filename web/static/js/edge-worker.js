@@ -4,6 +4,8 @@
 import "../vendor/tfjs/tf-core.es2017.min.js";  // TF.js core, converter and wasm only: a third of tf.min.js to start
 import "../vendor/tfjs/tf-converter.es2017.min.js";
 import "../vendor/tfjs/tf-backend-wasm.es2017.min.js";
+import "./contract.js";  // edge.js's own imports, named here so that they are fetched at once with it
+import "./preprocess.js";
 import { classify, explain, openModel, servedFormat, wasmBackend } from "./edge.js";
 
 const { tf } = globalThis;
