@@ -1,8 +1,9 @@
 // Edge mode: the current version's TF.js GraphModel and card, downloaded once (streamed, with progress),
 // kept in IndexedDB and run in this browser with the TF.js wasm backend (vendored; tf.min.js and
 // tf-backend-wasm.min.js are loaded by the page, or TF.js core, converter and wasm by edge-worker.js in a Web
-// Worker: loadWorkerModel keeps the page responsive). Preprocessing, the unknown policy and the outputs all come from the card; the rules
-// shared with the server (decision with the calibrated OOD score, tags, CAM normalisation) are in contract.js.
+// Worker: loadWorkerModel keeps the page responsive). Preprocessing, the unknown policy and the outputs all
+// come from the card; the rules shared with the server (decision with the calibrated OOD score, tags, CAM
+// normalisation) are in contract.js.
 import { OOD_FILES, bestIndex, decide, normaliseMap, oodScore, topKTags } from "./contract.js";
 import { decodePixels, modelPixels, normalize } from "./preprocess.js";
 
@@ -233,7 +234,8 @@ async function download(url, total, onProgress) {
   const shards = await Promise.all(json.weightsManifest.flatMap((group) => group.paths)
     .map((path) => streamed(new URL(path, base).href, count)));
   const weights = concat(shards).buffer;
-  return tf.io.getModelArtifactsForJSON(json, async (manifest) => [manifest.flatMap((group) => group.weights), weights]);
+  return tf.io.getModelArtifactsForJSON(json,
+    async (manifest) => [manifest.flatMap((group) => group.weights), weights]);
 }
 
 /**
@@ -252,16 +254,15 @@ export async function openModel({ name, version, card, tags, online }, format = 
   const started = performance.now();
   const ood = oodParameters(name, version, card);  // fetched or read beside the model (its error is thrown below)
   ood.catch(() => {});
-  let artifacts;
+  let model;
   let source = "cache";
   try {
-    artifacts = await tf.io.getLoadHandlers(key)[0].load();  // the IndexedDB copy; throws when absent
+    model = await modelFrom(await tf.io.getLoadHandlers(key)[0].load());  // the IndexedDB copy, if any
   } catch {
     source = "network";
-    artifacts = await download(`${versionUrl(name, version)}/files/${card.files[fmt].path}`,
-      card.files[fmt].bytes, onProgress);
+    model = await modelFrom(await download(`${versionUrl(name, version)}/files/${card.files[fmt].path}`,
+      card.files[fmt].bytes, onProgress));
   }
-  const model = await modelFrom(artifacts);
   onProgress(1, card.files[fmt].bytes, card.files[fmt].bytes);
   const loadMs = performance.now() - started;
   // Kept for the next visit: IndexedDB writes while the kernels compile below and the first answers run.
