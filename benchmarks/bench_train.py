@@ -13,7 +13,7 @@ held-out figures are printed as soon as they are known. ``--quick`` stops at the
 pruning, QAT or cat/dog): the "data → fine-tuned" figure alone. Usage::
 
     .venv/bin/python benchmarks/bench_train.py [--train-per-class 1000] [--input-size 128] [--quick]
-        [--finetune-epochs 3] [--finetune-learning-rate 3e-4] [--export] [--json out.json]
+        [--finetune-epochs 4] [--finetune-learning-rate 3e-4] [--export] [--json out.json]
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ FASHION = {
     "head": {"epochs": 60, "patience": 6},
     "augment": {"copies": 2, "horizontal_flip": 0.5, "max_rotate": 8.0, "color_jitter": 0.3, "blur": 0.0,
                 "noise": 0.0},
-    "finetune": {"enabled": True, "trainable_blocks": 4, "epochs": 3, "learning_rate": 3e-4, "patience": 3},
+    "finetune": {"enabled": True, "trainable_blocks": 4, "epochs": 4, "learning_rate": 3e-4, "patience": 3},
     "crossval": {"folds": 5},
     "pruning": {"sparsities": [0.5], "epochs": 1},
     "qat": {"enabled": True, "epochs": 1},

@@ -183,3 +183,15 @@ def test_interrupted_stage_resumes_at_its_last_epoch(tmp_path):
     saved = json.loads((tmp_path / "state.json").read_text())["stages"]["head"]
     assert saved["epoch"] == 4 and saved["done"] and saved["history"] == resumed
     assert finetune.Checkpoints(tmp_path, "changed config").state["stages"] == {}  # never resume another run
+
+
+def test_stage2_label_smoothing_loss():
+    from training import finetune
+
+    labels = np.array([0, 2])
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype="float32")
+    targets = np.eye(3)[labels] * 0.9 + 0.1 / 3  # 1 - s on the true class, + s / classes on every class
+    expected = -(targets * np.log(probabilities)).sum(axis=1)
+    np.testing.assert_allclose(finetune.smoothed_crossentropy(0.1)(labels, probabilities).numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(finetune.smoothed_crossentropy(0.0)(labels, probabilities).numpy(),
+                               -np.log([0.7, 0.8]), rtol=1e-5)

@@ -13,7 +13,9 @@ The recipe, top to bottom:
 4. **Cross-validation** of that recipe (optional, :mod:`training.crossval`).
 5. **Stage 2** (optional) — the last ``trainable_blocks`` MBConv blocks and ``top_conv`` are unfrozen
    (BatchNorm stays frozen) and trained with the head at a lower learning rate, decayed along a half cosine
-   over the stage's epochs, on the cached trunk features.
+   over the stage's epochs, on the cached trunk features, with label smoothing (``STAGE2_LABEL_SMOOTHING``:
+   without it the unfrozen blocks grow over-confident within 1–2 epochs, validation loss rises while
+   accuracy still improves, and early stopping keeps an early epoch).
 6. **Test** metrics, curves and the fit verdict (:mod:`training.diagnosis`); optional pruning table and
    quantization-aware training (:mod:`training.prune`).
 
@@ -45,9 +47,10 @@ from models.registry import Registry
 from models.training_config import HeadConfig, TrainConfig
 from training import augment, backbone, crossval, data, default_model, diagnosis, distribute
 from training.progress import Progress
-from training.tf import keras
+from training.tf import keras, tf
 
-RECIPE = "finetune/1"
+RECIPE = "finetune/2"  # /2: label smoothing in stage 2
+STAGE2_LABEL_SMOOTHING = 0.1  # chosen on the validation split (docs/training.md, "Training cost")
 PREDICT_BATCH = 64
 
 
@@ -148,15 +151,26 @@ class Checkpoints:
         return arrays
 
 
+def smoothed_crossentropy(smoothing: float):
+    """Cross-entropy of integer labels against smoothed targets: ``1 - smoothing`` on the true class, plus
+    ``smoothing / classes`` on every class (tf_keras' sparse loss has no smoothing)."""
+    def loss(y_true, y_pred):
+        targets = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), tf.shape(y_pred)[-1])
+        return keras.losses.categorical_crossentropy(targets, y_pred, label_smoothing=smoothing)
+    return loss
+
+
 def fit(model, x, y, validation, *, epochs: int, learning_rate: float, batch_size: int, patience: int,
         class_weight: dict | None, progress: Progress, stage: str, checkpoints: Checkpoints | None = None,
-        early_stopping: bool = True, steps_per_epoch: int | None = None, cosine: bool = False) -> dict:
+        early_stopping: bool = True, steps_per_epoch: int | None = None, cosine: bool = False,
+        label_smoothing: float = 0.0) -> dict:
     """Compile and train ``model``, resuming from ``checkpoints``; returns the full per-epoch history.
     ``x`` is arrays, or with ``steps_per_epoch`` a batched input that carries its own sample weights.
     With ``cosine`` the learning rate follows a half cosine over the ``epochs`` (taken at each epoch's
-    middle, so a resumed run gets the same rate for the same epoch)."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    middle, so a resumed run gets the same rate for the same epoch). With ``label_smoothing`` the loss (and
+    so the curves' loss and early stopping's) is :func:`smoothed_crossentropy`."""
+    loss = smoothed_crossentropy(label_smoothing) if label_smoothing else "sparse_categorical_crossentropy"
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=["accuracy"])
     progress.stage(stage, epochs)
     saved = checkpoints.restore(stage, model) if checkpoints else None
     history = saved["history"] if saved else {}
@@ -349,7 +363,8 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
     final = head
     final_inputs = embeddings
     if blocks:
-        # Stage 2: the top blocks + head on cached trunk features, lower learning rate, BatchNorm frozen.
+        # Stage 2: the top blocks + head on cached trunk features, lower learning rate, BatchNorm frozen,
+        # label smoothing.
         stamp = time.perf_counter()
         backbone.freeze(classifier.net, blocks)
         ft = config.finetune
@@ -357,7 +372,7 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
         curves["finetune"] = fit(classifier.top, x, y, validation(features["original"]), epochs=ft.epochs,
                                  learning_rate=ft.learning_rate, batch_size=ft.batch_size, patience=ft.patience,
                                  class_weight=weights, progress=progress, stage="finetune", checkpoints=checkpoints,
-                                 cosine=True)
+                                 cosine=True, label_smoothing=STAGE2_LABEL_SMOOTHING)
         backbone.freeze(classifier.net, 0)
         final, final_inputs = classifier.top, features["original"]
         seconds["finetune"] = time.perf_counter() - stamp
