@@ -69,15 +69,12 @@ def _number(name: str, value, low: float, high: float, include_low: bool = False
 
 
 def _integer(name: str, value, low: int, high: int) -> int:
-    if isinstance(value, float) and value.is_integer():  # JSON's 114.0 is the integer 114 (as in JSON Schema)
+    """A JSON integer; 114.0 (as in JSON Schema) and the text "114" (a form's field) count too."""
+    if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, str):
-        parsed = params.as_int(value, low, high)
-    else:
-        parsed = value if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high else None
-    if parsed is None:
-        raise ApiError(400, "bad_param", name=name, value=str(value)[:80])
-    return parsed
+    if isinstance(value, str) and params.as_int(value, low, high) is not None:
+        value = int(value)
+    return params.json_int(name, value, low, high)
 
 
 def parse_options(options: dict) -> dict:

@@ -102,11 +102,8 @@ def latent_body(dim: int) -> tuple[np.ndarray, int | None]:
         if not np.isfinite(array).all() or np.abs(array).max() > generative.LATENT_LIMIT:
             raise ApiError(400, "bad_latent", dim=dim, limit=generative.MAX_SAMPLES, bound=generative.LATENT_LIMIT)
         return array.astype(np.float32), None
-    n, seed = body.get("n", 8), body.get("seed", 0)
-    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= generative.MAX_SAMPLES:
-        raise ApiError(400, "bad_param", name="n", value=str(n)[:80])
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
-        raise ApiError(400, "bad_param", name="seed", value=str(seed)[:80])
+    n = params.json_int("n", body.get("n", 8), 1, generative.MAX_SAMPLES)
+    seed = params.json_int("seed", body.get("seed", 0), 0, MAX_SEED)
     return generative.latents(n, dim, seed), seed
 
 

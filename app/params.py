@@ -47,6 +47,13 @@ def as_int(raw: str, low: int, high: int) -> int | None:
     return int(raw)
 
 
+def json_int(name: str, value, low: int, high: int) -> int:
+    """A JSON body's integer field ``name`` in ``low..high`` (a bool is not an integer), else a 400."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ApiError(400, "bad_param", name=name, value=str(value)[:80])
+    return value
+
+
 def integer(name: str, default: int, low: int, high: int, form: bool = False) -> int:
     """An integer parameter in ``low..high`` (``default`` when absent), else a 400."""
     raw = text(name, form=form)
