@@ -102,6 +102,7 @@ def open_page(page, base_url: str, path: str, lang: str, photo: bytes):
             page.click("#login-form button[type=submit]")
             page.wait_for_selector("#workspace:not(.d-none)", timeout=TIMEOUT_MS)
             assert page.locator("#nav-user").is_visible()
+        page.wait_for_load_state("networkidle")  # the project list has arrived (a language's second pass has one)
         if page.locator("#project option").count() == 0:
             page.fill("#project-name", "pets")
             page.fill("#project-classes", "cat, dog")

@@ -1,7 +1,7 @@
 // Pieces shared by the model lessons' demos (pruning, quantization, model formats, active learning,
 // anomalies): the photo the student chooses (a bundled real photo or their own file), the form that sends it,
 // Chart.js charts in the page's colours, and the data-state / data-result marks the lesson page reads.
-import { element, formatNumber, labelText, table } from "./render.js";
+import { element, fileButton, formatNumber, labelText, table } from "./render.js";
 
 export const DEFAULT_SAMPLE = "skimage/chelsea";
 const Chart = globalThis.Chart;
@@ -27,7 +27,7 @@ export async function photoChooser(root, ctx, onChange, initial = DEFAULT_SAMPLE
   const photos = await samples(ctx);
   const select = element("select", { className: "form-select form-select-sm", attrs: { "aria-label": ctx.t("lesson.models.photo") } },
     ...photos.map((photo) => element("option", { text: `${photo.name} (${labelText(photo.label)})`, attrs: { value: photo.name } })));
-  const file = element("input", { className: "form-control form-control-sm", attrs: { type: "file", accept: "image/*",
+  const file = element("input", { attrs: { type: "file", accept: "image/*",
     "aria-label": ctx.t("lesson.models.own_photo") } });
   const preview = element("img", { className: "lesson-photo rounded border", attrs: { alt: ctx.t("lesson.models.photo") } });
   const byName = (name) => photos.find((photo) => photo.name === name) || photos[0];
@@ -46,7 +46,8 @@ export async function photoChooser(root, ctx, onChange, initial = DEFAULT_SAMPLE
     element("div", { className: "col-auto" }, preview),
     element("div", { className: "col" },
       element("label", { className: "form-label small mb-1", text: ctx.t("lesson.models.choose_photo") }), select,
-      element("div", { className: "small text-body-secondary mt-1", text: ctx.t("lesson.models.or_own") }), file)));
+      element("div", { className: "small text-body-secondary mt-1", text: ctx.t("lesson.models.or_own") }),
+      fileButton(file, ctx.t("common.choose_photo")))));
   preview.src = current.url;
   return current;
 }

@@ -37,6 +37,13 @@ export function element(tag, { className, text, attrs } = {}, ...children) {
   return node;
 }
 
+/** INPUT (type file) as a button saying TEXT in the page's language (the native input says "Choose File" in the
+ * browser's): the input stays inside the button's label, hidden, where the keyboard and the page's script reach it. */
+export function fileButton(input, text) {
+  input.className = "visually-hidden";
+  return element("label", { className: "btn btn-outline-secondary btn-sm file-button", text }, input);
+}
+
 /** A labelled, accessible probability bar. */
 export function bar(name, probability, highlight = false) {
   const inner = element("div", { className: `progress-bar${highlight ? "" : " bg-secondary"}` });

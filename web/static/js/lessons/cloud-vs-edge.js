@@ -2,7 +2,7 @@
 // this browser (the served model's TF.js export, edge.js), several times each: answers, latency, bytes sent
 // and requests made, side by side. The exercise asks three questions whose answers these measurements give.
 import { classify, loadEdgeModel } from "../edge.js";
-import { element, formatNumber, labelText, ms, percent, table, tOr } from "../render.js";
+import { element, fileButton, formatNumber, labelText, ms, percent, table, tOr } from "../render.js";
 
 const Chart = globalThis.Chart;
 const SAMPLE = "skimage/chelsea";
@@ -35,7 +35,7 @@ export async function mount(root, ctx) {
   const sampleSelect = element("select", { className: "form-select form-select-sm w-auto", attrs: { id: "edge-sample" } },
     ...samples.map((photo) => element("option", { text: photo.name, attrs: { value: photo.url } })));
   sampleSelect.value = samples.find((photo) => photo.name === SAMPLE)?.url || samples[0].url;
-  const file = element("input", { className: "form-control form-control-sm w-auto", attrs: { type: "file", accept: "image/*", id: "edge-file" } });
+  const file = element("input", { attrs: { type: "file", accept: "image/*", id: "edge-file" } });
   const preview = element("img", { className: "lesson-photo", attrs: { alt: t("lesson.cloud-vs-edge.photo_alt") } });
   const status = element("p", { className: "mb-2", attrs: { "aria-live": "polite" } });
   const results = element("div", { className: "table-responsive" });
@@ -43,7 +43,7 @@ export async function mount(root, ctx) {
   root.append(
     element("div", { className: "d-flex flex-wrap gap-2 align-items-center mb-2" },
       element("label", { className: "form-label mb-0 small", text: t("lesson.convolution.sample"), attrs: { for: "edge-sample" } }), sampleSelect,
-      element("label", { className: "form-label mb-0 small", text: t("lesson.convolution.own"), attrs: { for: "edge-file" } }), file),
+      element("label", { className: "form-label mb-0 small", text: t("lesson.convolution.own"), attrs: { for: "edge-file" } }), fileButton(file, t("common.choose_photo"))),
     element("div", { className: "d-flex flex-wrap gap-3 align-items-start" }, preview, status),
     results,
     element("div", { className: "chart-canvas" }, canvas),

@@ -1,7 +1,7 @@
 // Lesson convolution: the student's own photo (or one of the app's real sample photos) convolved in the
 // browser with an editable 3×3 kernel; one output pixel worked out with its numbers; the same result from
 // TF.js's tf.conv2d (the operation a CNN layer runs) as a check. The exercise: which kernel made this image?
-import { element, formatNumber } from "../render.js";
+import { element, fileButton, formatNumber } from "../render.js";
 
 const tf = globalThis.tf;
 const PRESETS = {
@@ -82,7 +82,7 @@ export async function mount(root, ctx) {
   const sampleSelect = element("select", { className: "form-select form-select-sm w-auto", attrs: { id: "conv-sample" } },
     ...samples.map((photo) => element("option", { text: photo.name, attrs: { value: photo.url } })));
   sampleSelect.value = samples.find((photo) => photo.name === SAMPLE)?.url || samples[0].url;
-  const file = element("input", { className: "form-control form-control-sm w-auto", attrs: { type: "file", accept: "image/*", id: "conv-file" } });
+  const file = element("input", { attrs: { type: "file", accept: "image/*", id: "conv-file" } });
   const presetButtons = Object.keys(PRESETS).map((name) => element("button", { className: "btn btn-outline-secondary btn-sm",
     text: t(`lesson.convolution.preset_${name}`), attrs: { type: "button", "data-preset": name } }));
   const cells = Array.from({ length: 9 }, (_, i) => element("input", { className: "form-control form-control-sm kernel-cell",
@@ -94,7 +94,7 @@ export async function mount(root, ctx) {
   root.append(
     element("div", { className: "d-flex flex-wrap gap-2 align-items-center mb-2" },
       element("label", { className: "form-label mb-0 small", text: t("lesson.convolution.sample"), attrs: { for: "conv-sample" } }), sampleSelect,
-      element("label", { className: "form-label mb-0 small", text: t("lesson.convolution.own"), attrs: { for: "conv-file" } }), file),
+      element("label", { className: "form-label mb-0 small", text: t("lesson.convolution.own"), attrs: { for: "conv-file" } }), fileButton(file, t("common.choose_photo"))),
     element("p", { className: "small text-body-secondary", text: t("lesson.convolution.privacy") }),
     element("div", { className: "d-flex flex-wrap gap-1 mb-2" }, ...presetButtons),
     element("div", { className: "conv-layout" },

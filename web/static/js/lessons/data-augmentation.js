@@ -1,7 +1,7 @@
 // Data-augmentation lesson: the student's image (or a bundled photo) through the EXACT recipe training uses
 // (models/augment_recipe.py, run by the server with albumentations: POST /api/v1/lessons/augment), with a
 // control for each transform's probability and strength; each copy says which transforms fired.
-import { element, formatNumber } from "../render.js";
+import { element, fileButton, formatNumber } from "../render.js";
 
 const DEFAULT_SAMPLE = "skimage/chelsea";
 const PROBABILITY_STEP = 0.05;
@@ -59,7 +59,7 @@ export async function mount(root, ctx) {
   const picker = element("select", { className: "form-select form-select-sm", attrs: { id: "aug-sample" } },
     ...photos.map((photo) => element("option", { text: photo.name, attrs: { value: photo.name } })));
   picker.value = DEFAULT_SAMPLE;
-  const file = element("input", { className: "form-control form-control-sm", attrs: { type: "file", accept: "image/*", id: "aug-file" } });
+  const file = element("input", { attrs: { type: "file", accept: "image/*", id: "aug-file" } });
   const count = element("select", { className: "form-select form-select-sm", attrs: { id: "aug-count" } },
     ...[4, 8, 16].map((n) => element("option", { text: formatNumber(n), attrs: { value: String(n) } })));
   count.value = String(state.count);
@@ -72,7 +72,7 @@ export async function mount(root, ctx) {
     element("label", { className: "form-label small mb-0", text: label, attrs: { for: id } }), input);
   root.append(element("p", { className: "small", text: ctx.t("lesson.data-augmentation.intro", { size: recipe.size, steps: recipe.steps.length }) }),
     element("div", { className: "row g-2 align-items-end mb-2" },
-      field("aug-sample", ctx.t("lesson.data-augmentation.sample"), picker), field("aug-file", ctx.t("lesson.data-augmentation.file"), file),
+      field("aug-sample", ctx.t("lesson.data-augmentation.sample"), picker), field("aug-file", ctx.t("lesson.data-augmentation.file"), element("div", {}, fileButton(file, ctx.t("common.choose_photo")))),
       field("aug-count", ctx.t("lesson.data-augmentation.count"), count, "col-6 col-md-2"),
       element("div", { className: "col-6 col-md-2 d-flex gap-1" }, again)),
     status, output, settings);

@@ -3,7 +3,7 @@
 // ONNX model's `embedding` output, POST /api/v1/lessons/embeddings — computed on the server, not by the
 // browser's TF.js model), a new head (Dropout → Dense softmax, as training/finetune.py's stage 1) trained here
 // with TF.js in seconds, then predictions on photos it did not train on, and live on the webcam.
-import { element, formatNumber, labelText, percent } from "../render.js";
+import { element, fileButton, formatNumber, labelText, percent } from "../render.js";
 import { decodeArray, fashionSet, predictHead, progressBar, thumbnail, trainHead } from "../lesson_data.js";
 
 // Two sets of real photos to start from (the student can rename the classes, add photos or webcam captures):
@@ -82,7 +82,7 @@ function classBox(ctx, state, index, onChange, camera) {
       example.heldOut ? ctx.t("lesson.transfer-learning.held_out") : example.title)));
   };
   draw();
-  const files = element("input", { className: "form-control form-control-sm", attrs: { type: "file", accept: "image/*", multiple: "", id: `tl-files-${index}`, "aria-label": ctx.t("lesson.transfer-learning.add_files") } });
+  const files = element("input", { attrs: { type: "file", accept: "image/*", multiple: "", id: `tl-files-${index}` } });
   files.addEventListener("change", () => {
     for (const file of files.files) klass.examples.push({ blob: file, title: file.name, objectUrl: URL.createObjectURL(file), heldOut: false });
     files.value = "";
@@ -107,7 +107,8 @@ function classBox(ctx, state, index, onChange, camera) {
   klass.redraw();
   return element("div", { className: "col-12 col-md-4" }, element("div", { className: "lesson-class-box h-100" },
     element("label", { className: "form-label small mb-1", text: ctx.t("lesson.transfer-learning.class_name", { n: index + 1 }), attrs: { for: `tl-name-${index}` } }),
-    name, thumbs, count, element("div", { className: "d-flex flex-column gap-1 mt-1" }, files, capture)));
+    name, thumbs, count, element("div", { className: "d-flex flex-column gap-1 mt-1" },
+      fileButton(files, ctx.t("lesson.transfer-learning.add_files")), capture)));
 }
 
 /** The webcam: on/off, a frame as a JPEG blob. Absent (no camera API) → the buttons stay disabled. */
@@ -232,7 +233,7 @@ export async function mount(root, ctx) {
   const preset = element("select", { className: "form-select form-select-sm w-auto mw-100", attrs: { id: "tl-preset" } },
     ...Object.keys(PRESETS).map((key) => element("option", { text: ctx.t(`lesson.transfer-learning.preset_${key}`), attrs: { value: key } })));
   const trainButton = element("button", { className: "btn btn-primary btn-sm", text: ctx.t("lesson.transfer-learning.train"), attrs: { type: "button" } });
-  const pickFile = element("input", { className: "form-control form-control-sm", attrs: { type: "file", accept: "image/*", id: "tl-classify" } });
+  const pickFile = element("input", { attrs: { type: "file", accept: "image/*", id: "tl-classify" } });
   const boxes = element("div", { className: "row g-2 mb-2" });
   const train = async () => {
     trainButton.disabled = true;
@@ -263,7 +264,7 @@ export async function mount(root, ctx) {
     boxes, element("div", { className: "d-flex flex-wrap gap-2 align-items-center mb-2" }, trainButton, camera.toggle),
     camera.video, progress.node, output,
     element("h3", { className: "h6 mt-3", text: ctx.t("lesson.transfer-learning.live_title") }),
-    element("label", { className: "form-label small", text: ctx.t("lesson.transfer-learning.classify_file"), attrs: { for: "tl-classify" } }), pickFile, live);
+    element("label", { className: "form-label small", text: ctx.t("lesson.transfer-learning.classify_file"), attrs: { for: "tl-classify" } }), element("div", {}, fileButton(pickFile, ctx.t("common.choose_photo"))), live);
   trainButton.addEventListener("click", train);
   preset.addEventListener("change", async () => {
     await load(preset.value);
