@@ -133,9 +133,10 @@ def test_teacher_trains_and_publishes_then_a_student_uses_the_new_model(class_ap
         stages = {row.get_attribute("data-stage"): row.get_attribute("data-state")
                   for row in page.locator("#job-stages li").all()}
         assert stages == dict.fromkeys(["features", "head", "publish", "export", "calibrate", "evaluate"], "done")
-        assert {"head", "export"} <= set(seen), seen
-        assert any(re.search(r"época \d+/\d+", text) for text in seen["head"]), seen["head"]
+        assert "export" in seen, seen  # the longest stage is always seen running (the tiny head can end between polls)
         assert any(re.search(r"paso \d/4", text) for text in seen["export"]), seen["export"]
+        if "head" in seen:
+            assert any(re.search(r"época \d+/\d+", text) for text in seen["head"]), seen["head"]
         for texts in seen.values():  # never "—/—" or "0 s left" while a stage runs
             assert not any("—" in text.split("—", 1)[1] or "quedan ≈ 0 s" in text for text in texts), texts
         summary = page.inner_text("#job-summary")
