@@ -72,8 +72,8 @@ def _integer(name: str, value, low: int, high: int) -> int:
     """A JSON integer; 114.0 (as in JSON Schema) and the text "114" (a form's field) count too."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, str) and params.as_int(value, low, high) is not None:
-        value = int(value)
+    if isinstance(value, str) and (parsed := params.as_int(value, low, high)) is not None:
+        value = parsed
     return params.json_int(name, value, low, high)
 
 
