@@ -6,8 +6,9 @@ image p50/p95 of the full edge pipeline (decode → crop/resize → normalise �
 call alone, canvas → answer (everything after the image is decoded: crop/resize, normalise, model,
 decision), the server round trip, model first load (download + IndexedDB save) and cached load, the
 user's view of a cold page (new browser profile: page, model download, compile) and of a repeat visit
-(reload: IndexedDB) until the first browser answer to a photo chosen as soon as the page can take it,
-and whether the float16 / uint8 TF.js variants change any answer. Usage::
+(a reload once the service worker has installed: its cache and IndexedDB) until the first browser answer
+to a photo chosen as soon as the page can take it, and whether the float16 / uint8 TF.js variants change
+any answer. Usage::
 
     .venv/bin/python benchmarks/bench_edge.py [--repeats 3] [--models-dir DIR]
 
@@ -92,7 +93,8 @@ WATCH_JS = """() => { window.riimBench = new Promise((resolve) => {
 def first_answer(page, url: str, photo, reload: bool = False) -> dict:
     """Open (or reload) the Analyze page, choose PHOTO as soon as the page listens: the page's clock when
     the browser model was ready and when its first answer was shown."""
-    if reload:
+    if reload:  # a later visit: the service worker has installed (cached the app shell) by then
+        page.evaluate("navigator.serviceWorker.ready.then(() => null)")
         page.reload(wait_until="commit")
     else:
         page.goto(url + "/", wait_until="commit")

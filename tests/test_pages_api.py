@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 
+from app.pages import static_version
 from models.registry import Registry
 from tests import tiny_model
 from tests.conftest import serving_app
@@ -62,6 +63,19 @@ def test_service_worker_is_served_from_root_and_its_shell_exists(client):
     for url in shell:
         assert client.get(url).status_code == 200, url
     assert worker_modules(client, "/static/js/edge-worker.js") <= set(shell)  # the browser model works offline
+
+
+def test_service_worker_names_the_static_files_version(client, tmp_path):
+    """The worker caches /static/ under the files' content hash: a new hash when a file changes, 304 if not."""
+    response = client.get("/sw.js")
+    version = re.search(r'^const VERSION = "([0-9a-f]{16})";$', response.get_data(as_text=True), re.M).group(1)
+    assert "unversioned" not in response.get_data(as_text=True)
+    assert client.get("/sw.js", headers={"If-None-Match": f'"{version}"'}).status_code == 304
+    module = tmp_path / "a.js"
+    module.write_text("export const a = 1;\n")
+    before = static_version(tmp_path, ((module, module.stat().st_size, module.stat().st_mtime_ns),))
+    module.write_text("export const a = 10;\n")  # another size: two writes can share a modification time
+    assert static_version(tmp_path, ((module, module.stat().st_size, module.stat().st_mtime_ns),)) != before
 
 
 def worker_modules(client, url: str) -> set[str]:

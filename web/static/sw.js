@@ -1,11 +1,14 @@
 // RIIM service worker: the public app shell (pages, JS, CSS, catalogue) and the vendored libraries are
 // cached so the Analyze page opens and classifies with the server unreachable. Only public GETs are ever
 // cached (isPublic): never the labelling page, admin API answers, job logs or uploaded photos, which go to
-// the network untouched. Public pages, code and reads go to the network first (always fresh when online)
-// and fall back to the cache; vendored files are cache-first. Model weights are not cached here: edge.js
-// keeps them in IndexedDB. Logging out (POST /api/v1/auth/logout, seen here) deletes every other cache and
+// the network untouched. Files under /static/ are served from the cache of this worker's VERSION (the
+// server writes the static files' content hash into it): a repeat visit asks the server for none of them,
+// and a new version of any file comes with a new worker and a new cache. Public pages and reads go to the
+// network first (always fresh when online) and fall back to the cache. Model weights are not cached here:
+// edge.js keeps them in IndexedDB. Logging out (POST /api/v1/auth/logout, seen here) deletes every other cache and
 // anything non-public, including what older versions of this worker kept.
-const CACHE = "riim-shell-v7";
+const VERSION = "unversioned";
+const CACHE = `riim-shell-${VERSION}`;
 const SHELL = [
   "/",
   "/static/css/app.css",
@@ -31,8 +34,9 @@ const SHELL = [
   "/static/vendor/tfjs/tfjs-backend-wasm-threaded-simd.wasm",
 ];
 
-self.addEventListener("install", (event) => {
-  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
+self.addEventListener("install", (event) => {  // from the server, not from an older copy in the HTTP cache
+  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL.map((url) => new Request(url, { cache: "no-cache" }))))
+    .then(() => self.skipWaiting()));
 });
 
 self.addEventListener("activate", (event) => {
@@ -62,10 +66,11 @@ async function networkFirst(request) {
 }
 
 async function cacheFirst(request) {
-  const cached = await caches.match(request);
+  const cache = await caches.open(CACHE);
+  const cached = await cache.match(request);
   if (cached) return cached;
   const response = await fetch(request);
-  if (response.ok) (await caches.open(CACHE)).put(request, response.clone());
+  if (response.status === 200) await cache.put(request, response.clone());
   return response;
 }
 
@@ -85,6 +90,6 @@ self.addEventListener("fetch", (event) => {
     return; // the request itself goes to the network untouched
   }
   if (event.request.method !== "GET" || !isPublic(url)) return;
-  if (url.pathname.startsWith("/static/vendor/")) event.respondWith(cacheFirst(event.request));
+  if (url.pathname.startsWith("/static/")) event.respondWith(cacheFirst(event.request));
   else event.respondWith(networkFirst(event.request));
 });
