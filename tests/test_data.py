@@ -111,10 +111,11 @@ def test_fingerprint_ignores_names_but_not_pixels(folder):
 
 
 def test_config_defaults_round_trip_through_yaml_and_json(tmp_path):
-    (tmp_path / "c.yaml").write_text("input_size: 128\nfinetune: {enabled: true, trainable_blocks: 3}\n"
-                                     "pruning:\n  sparsities: [0.3, 0.5]\n")
+    (tmp_path / "c.yaml").write_text("input_size: 128\nfinetune: {enabled: true, trainable_blocks: 3, "
+                                     "label_smoothing: 0}\npruning:\n  sparsities: [0.3, 0.5]\n")
     loaded = config.load(tmp_path / "c.yaml")
     assert (loaded.input_size, loaded.finetune.enabled, loaded.finetune.trainable_blocks) == (128, True, 3)
+    assert loaded.finetune.label_smoothing == 0 and config.FinetuneConfig().label_smoothing == 0.1
     assert loaded.pruning.sparsities == [0.3, 0.5] and loaded.head == config.HeadConfig()
     (tmp_path / "c.json").write_text(json.dumps(loaded.to_dict()))
     assert config.load(tmp_path / "c.json") == loaded
@@ -124,13 +125,15 @@ def test_config_defaults_round_trip_through_yaml_and_json(tmp_path):
 def test_config_errors_name_every_bad_field(tmp_path):
     with pytest.raises(config.ConfigError) as error:
         config.from_dict({"input_size": "big", "seed": -1, "head": {"epochs": 0, "speed": 2},
-                          "augment": {"enabled": "yes"}, "pruning": {"sparsities": [0.5, 1.5]}, "qat": []})
+                          "augment": {"enabled": "yes"}, "finetune": {"label_smoothing": 0.9},
+                          "pruning": {"sparsities": [0.5, 1.5]}, "qat": []})
     assert error.value.problems == [
         "input_size: must be an integer, got 'big'",
         "seed: must be >= 0, got -1",
         "augment.enabled: must be true or false, got 'yes'",
         "head.speed: unknown setting (known: epochs, learning_rate, batch_size, dropout, patience)",
         "head.epochs: must be >= 1, got 0",
+        "finetune.label_smoothing: must be <= 0.5, got 0.9",
         "pruning.sparsities[1]: must be <= 0.95, got 1.5",
         "qat: must be a mapping, got []",
     ]

@@ -13,7 +13,7 @@ The recipe, top to bottom:
 4. **Cross-validation** of that recipe (optional, :mod:`training.crossval`).
 5. **Stage 2** (optional) — the last ``trainable_blocks`` MBConv blocks and ``top_conv`` are unfrozen
    (BatchNorm stays frozen) and trained with the head at a lower learning rate, decayed along a half cosine
-   over the stage's epochs, on the cached trunk features, with label smoothing (``STAGE2_LABEL_SMOOTHING``:
+   over the stage's epochs, on the cached trunk features, with label smoothing (``finetune.label_smoothing``:
    without it the unfrozen blocks grow over-confident within 1–2 epochs, validation loss rises while
    accuracy still improves, and early stopping keeps an early epoch).
 6. **Test** metrics, curves and the fit verdict (:mod:`training.diagnosis`); optional pruning table and
@@ -50,7 +50,6 @@ from training.progress import Progress
 from training.tf import keras, tf
 
 RECIPE = "finetune/2"  # /2: label smoothing in stage 2
-STAGE2_LABEL_SMOOTHING = 0.1  # chosen on the validation split (docs/training.md, "Training cost")
 PREDICT_BATCH = 64
 
 
@@ -372,7 +371,7 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
         curves["finetune"] = fit(classifier.top, x, y, validation(features["original"]), epochs=ft.epochs,
                                  learning_rate=ft.learning_rate, batch_size=ft.batch_size, patience=ft.patience,
                                  class_weight=weights, progress=progress, stage="finetune", checkpoints=checkpoints,
-                                 cosine=True, label_smoothing=STAGE2_LABEL_SMOOTHING)
+                                 cosine=True, label_smoothing=ft.label_smoothing)
         backbone.freeze(classifier.net, 0)
         final, final_inputs = classifier.top, features["original"]
         seconds["finetune"] = time.perf_counter() - stamp
