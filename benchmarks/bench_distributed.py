@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,22 +26,15 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from models.preprocess import load_image, preprocess_batch
-from models.registry import Registry
-from training import data, importers
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
+
+from models.preprocess import load_image, preprocess_batch  # noqa: E402
+from models.registry import Registry  # noqa: E402
+from tests.support import free_ports  # noqa: E402
+from training import data, importers  # noqa: E402
 
 CLASSES = ["tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle_boot"]
 RIIM = str(Path(sys.executable).with_name("riim"))
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def run(root: Path, data_dir: Path, config: Path, workers: int) -> tuple[float, Registry]:

@@ -49,7 +49,6 @@ from load_test import (
     BIN,
     BOUNDARY,
     REPO,
-    free_port,
     multipart,
     percentile,
     seed_files,
@@ -57,7 +56,7 @@ from load_test import (
     wait_ready,
 )
 
-from tests.support import redis_server
+from tests.support import free_port, redis_server
 from training import real_photos
 
 REAL_PHOTO = Path("/usr/share/darknet/data/dog.jpg")
@@ -185,14 +184,14 @@ def main() -> dict:
                              "per worker in memory.")
     parser.add_argument("--json", type=Path, help="Also write the figures as JSON here.")
     args = parser.parse_args()
+    if not (1 <= args.rounds <= 5 and 1 <= args.clients <= 64 and 0 < args.seconds <= 120
+            and 1 <= args.requests <= 2000):
+        parser.error("keep it bounded: 1-64 clients, at most 120 s per config, 1-2000 requests")
     with redis_server() if args.limits == "redis" else contextlib.nullcontext("memory://") as limits_uri:
         return measure(args, limits_uri)
 
 
 def measure(args, limits_uri: str) -> dict:
-    if not (1 <= args.rounds <= 5 and 1 <= args.clients <= 64 and 0 < args.seconds <= 120 and 1 <= args.requests <= 2000):
-        parser.error("keep it bounded: 1-64 clients, at most 120 s per config, 1-2000 requests")
-
     subprocess.run([str(BIN / "riim"), "models", "default", "--models-dir", args.models_dir], check=True,
                    stdout=subprocess.DEVNULL)
     cores = os.cpu_count()

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,8 +31,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.test_budget import (flat_rgba_png, grey16_png, long_header_multipart, many_scans_jpeg,  # noqa: E402
-                               rle8_bmp)
+from tests.support import free_port  # noqa: E402
+from tests.test_budget import flat_rgba_png, grey16_png, long_header_multipart, many_scans_jpeg, rle8_bmp  # noqa: E402
 from tests.test_hostile import decompression_bomb, encode, png  # noqa: E402
 from training import real_photos  # noqa: E402
 
@@ -50,12 +49,6 @@ def serve(port: int, models_dir: str) -> None:
     app = create_app({"MODELS_DIR": models_dir, "RATELIMIT_ENABLED": False})
     prepare(app)
     make_server("127.0.0.1", port, app, threaded=False).serve_forever()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def multipart(images: list[bytes]) -> tuple[bytes, str]:

@@ -27,7 +27,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -38,18 +37,15 @@ import time
 import zlib
 from pathlib import Path
 
-from app.storage import clean_copy
-from training import real_photos
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tests.support
+
+from app.storage import clean_copy  # noqa: E402
+from tests.support import free_port  # noqa: E402
+from training import real_photos  # noqa: E402
+
 BIN = Path(sys.executable).parent
 BOUNDARY = "riim-load-" + secrets.token_hex(8)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def seed_files() -> list[tuple[str, bytes]]:

@@ -12,6 +12,7 @@ import yaml
 
 from tests.browser_support import live_server
 from tests.conftest import serving_app
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 READY = "/api/v1/ready"
@@ -200,7 +201,6 @@ def postgresql():
     we are root, since initdb refuses root); yields its SQLAlchemy URL (driver pg8000)."""
     import os
     import shutil
-    import socket
     import subprocess
     import tempfile
 
@@ -211,9 +211,7 @@ def postgresql():
     folder = Path(tempfile.mkdtemp(prefix="riim-postgresql-"))  # not under pytest's root-only folder
     if as_user:
         shutil.chown(folder, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     pgdata, log = folder / "data", folder / "log.txt"
     run = lambda *args: subprocess.run(as_user + list(args), check=True, capture_output=True, timeout=60)  # noqa: E731
     run(str(PG_BIN / "initdb"), "-D", str(pgdata), "-U", "riim", "--auth=trust", "-E", "UTF8", "--no-sync")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,21 +15,12 @@ import pytest
 from models import training_config
 from models.preprocess import load_image, preprocess_batch
 from models.registry import Registry
+from tests.support import free_ports
 from training import distribute
 
 CLASSES = ["bag", "sneaker", "trouser"]
 CONFIG = {"input_size": 64, "augment": {"enabled": False}, "head": {"epochs": 15, "batch_size": 16, "patience": 15}}
 RIIM = [str(Path(sys.executable).with_name("riim"))]
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def riim_train(data_dir: Path, store: Path, work: Path, name: str, *extra: str) -> subprocess.Popen:
