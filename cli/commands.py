@@ -37,7 +37,7 @@ from training import cli as training_cli
 def train(data_dir, name, config_path, models_dir, work_dir, progress_file, promote, log_json, cluster, task_index):
     """Fine-tune EfficientNet-Lite0 on DATA and publish a new version of NAME (Keras + ONNX)."""
     settings = training_cli.load_config(config_path, cluster=cluster, task_index=task_index)
-    from training import data, real_photos
+    from training import data, distribute, real_photos
     from training.progress import Progress
 
     if log_json:
@@ -49,7 +49,7 @@ def train(data_dir, name, config_path, models_dir, work_dir, progress_file, prom
         training_cli.exit_with(training_cli.EXIT_DATASET, str(error), progress)
     except (real_photos.MissingDataError, FileNotFoundError) as error:
         training_cli.exit_with(training_cli.EXIT_MISSING, str(error), progress)
-    except (RegistryError, CardError) as error:
+    except (RegistryError, CardError, distribute.ClusterError) as error:
         training_cli.exit_with(training_cli.EXIT_FAILED, str(error), progress)
     except KeyboardInterrupt:
         training_cli.exit_with(training_cli.EXIT_FAILED, "interrupted" + (f"; resume with --work-dir {work_dir}" if work_dir else ""), progress)

@@ -15,7 +15,7 @@ import pytest
 from models import training_config
 from models.preprocess import load_image, preprocess_batch
 from models.registry import Registry
-from tests.support import free_ports
+from tests.support import free_ports, wait_until
 from training import distribute
 
 CLASSES = ["bag", "sneaker", "trouser"]
@@ -23,12 +23,13 @@ CONFIG = {"input_size": 64, "augment": {"enabled": False}, "head": {"epochs": 15
 RIIM = [str(Path(sys.executable).with_name("riim"))]
 
 
-def riim_train(data_dir: Path, store: Path, work: Path, name: str, *extra: str) -> subprocess.Popen:
-    config = work.parent / "config.json"
-    config.write_text(json.dumps(CONFIG))
+def riim_train(data_dir: Path, store: Path, work: Path, name: str, *extra: str, settings: dict = CONFIG,
+               stderr=subprocess.PIPE) -> subprocess.Popen:
+    config = work.parent / f"{name}.json"
+    config.write_text(json.dumps(settings))
     return subprocess.Popen(RIIM + ["train", "--data", str(data_dir), "--name", name, "--config", str(config),
                                     "--models-dir", str(store), "--work-dir", str(work), "--log-json", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdout=subprocess.PIPE, stderr=stderr, text=True,
                             env={k: v for k, v in os.environ.items() if k != "TF_CONFIG"})
 
 
@@ -106,6 +107,35 @@ def test_accuracy_matches_a_single_worker(runs, tmp_path):
         accuracy[name] = float(np.mean(probabilities["probabilities"].argmax(1) == held_out.labels))
     assert min(accuracy.values()) >= 0.85, accuracy
     assert abs(accuracy["together"] - accuracy["alone"]) <= 0.1, accuracy
+
+
+@pytest.mark.tensorflow  # in the child processes
+@pytest.mark.slow
+def test_a_worker_that_dies_stops_the_other_with_a_clear_error(tmp_path):
+    """TensorFlow's heartbeats see the dead peer within seconds: the survivor says who stopped and what to do."""
+    from training import importers
+
+    data_dir = importers.fashion_mnist(tmp_path / "data", 10, CLASSES)
+    cluster = ",".join(f"127.0.0.1:{port}" for port in free_ports(2))
+    endless = {**CONFIG, "head": {"epochs": 1000, "batch_size": 16, "patience": 1000}}
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    workers = [riim_train(data_dir, tmp_path / "store", tmp_path / "work", "doomed", "--cluster", cluster,
+                          "--task-index", str(i), settings=endless, stderr=logs[i].open("w")) for i in range(2)]
+    try:
+        wait_until(lambda: logs[0].read_text().count('"stage": "head"') > 3 or workers[0].poll() is not None,
+                   300, lambda: logs[0].read_text()[-2000:])
+        assert workers[0].poll() is None, logs[0].read_text()[-3000:]
+        workers[1].kill()
+        workers[0].wait(timeout=120)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+    log = logs[0].read_text()
+    assert workers[0].returncode == 1, log[-3000:]
+    assert f"Error: worker 1 ({cluster.split(',')[1]}) stopped, so this worker stopped too" in log, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
 
 
 def test_cluster_comes_from_the_config_or_the_platform(monkeypatch):

@@ -14,9 +14,12 @@ multi-worker save pattern: never two writers on one path) and publish nothing.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import re
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +76,28 @@ def strategy(member: Cluster):
     from training.tf import tf
 
     return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+class ClusterError(RuntimeError):
+    """Another worker of the cluster stopped: TensorFlow aborted the collective ops of this one."""
+
+
+@contextlib.contextmanager
+def peers_watched(member: Cluster):
+    """Turn TensorFlow's ``UnavailableError`` — a peer stopped sending heartbeats or refuses connections, seen
+    within seconds — into a :class:`ClusterError` that names the peer and says what to do."""
+    from training.tf import tf
+
+    try:
+        yield
+    except tf.errors.UnavailableError as error:
+        peers = sorted({int(task) for task in re.findall(r"/job:\w+/(?:replica:\d+/)?task:(\d+)", error.message)}
+                       - {member.index})
+        who = ", ".join(f"worker {task} ({member.workers[task]})" for task in peers if task < len(member.workers))
+        traceback.clear_frames(error.__traceback__)  # TensorFlow's all-reduce thread pool, left open, goes now
+        raise ClusterError(f"{who or 'another worker of the cluster'} stopped, so this worker stopped too: start "
+                           "every worker again (with the same --work-dir each one resumes from its last "
+                           "checkpoint)") from error
 
 
 def sharded_input(x: np.ndarray, y: np.ndarray, weights: dict | None, batch_size: int, seed: int, total: int):

@@ -32,6 +32,7 @@ With ``distribute.cluster`` in the config, several workers train the head togeth
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -329,10 +330,11 @@ def train(data_dir: str | Path, config: TrainConfig, work_dir: str | Path | None
             trained = head_model(embeddings.shape[1], len(classes), head_cfg.dropout)
         total = len(splits["train"]) * (1 + len(augmented_embeddings))  # training rows of all workers
         (x, steps), y = distribute.sharded_input(x, y, weights, head_cfg.batch_size, config.seed, total), None
-    curves = {"head": fit(trained, x, y, validation(embeddings), epochs=head_cfg.epochs,
-                          learning_rate=head_cfg.learning_rate, batch_size=head_cfg.batch_size,
-                          patience=head_cfg.patience, class_weight=weights, progress=progress, stage="head",
-                          checkpoints=checkpoints, steps_per_epoch=steps)}
+    with distribute.peers_watched(member) if member else contextlib.nullcontext():
+        curves = {"head": fit(trained, x, y, validation(embeddings), epochs=head_cfg.epochs,
+                              learning_rate=head_cfg.learning_rate, batch_size=head_cfg.batch_size,
+                              patience=head_cfg.patience, class_weight=weights, progress=progress, stage="head",
+                              checkpoints=checkpoints, steps_per_epoch=steps)}
     if member:
         head.set_weights(trained.get_weights())  # a plain copy: evaluation and export stay on this worker
     classifier.model.get_layer("probabilities").set_weights(head.get_layer("probabilities").get_weights())
