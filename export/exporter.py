@@ -10,9 +10,11 @@ card are reused after their sha256 is checked; new files go through
 """
 from __future__ import annotations
 
+import functools
+import tempfile
 from pathlib import Path
 
-from export import heldout, parity
+from export import heldout, parity, saved_model
 from models.registry import Registry
 
 FORMATS = {"onnx": "model.onnx", "onnx_int8": "model.int8.onnx", "tflite": "model.tflite",
@@ -32,8 +34,9 @@ def load_keras(path: Path, qat: bool = False):
         return keras.models.load_model(path, compile=False)
 
 
-def _write(fmt: str, model, directory: Path, files: dict[str, Path], calibration, qat_path: Path | None):
-    """Write format ``fmt`` under ``directory``; returns the card entry (a name or name + parts)."""
+def _write(fmt: str, model, saved, directory: Path, files: dict[str, Path], calibration, qat_path: Path | None):
+    """Write format ``fmt`` under ``directory``; returns the card entry (a name or name + parts). ``saved()``
+    gives the model's SavedModel, written on first use and shared by the TFLite and TF.js formats."""
     from export import onnx_export, tfjs_export, tflite_export
 
     target = directory / FORMATS[fmt]
@@ -44,9 +47,10 @@ def _write(fmt: str, model, directory: Path, files: dict[str, Path], calibration
     elif fmt == "tflite_qat":
         tflite_export.keras_to_tflite(load_keras(qat_path, qat=True), target, "qat")
     elif fmt.startswith("tflite"):
-        tflite_export.keras_to_tflite(model, target, fmt.partition("_")[2] or "fp32", calibration)
+        tflite_export.saved_model_to_tflite(saved(), target, fmt.partition("_")[2] or "fp32", calibration)
     else:
-        written = tfjs_export.keras_to_tfjs(model, target.parent, "uint8" if fmt.endswith("uint8") else "float16")
+        written = tfjs_export.saved_model_to_tfjs(saved(), target.parent,
+                                                  "uint8" if fmt.endswith("uint8") else "float16")
         return {"path": FORMATS[fmt], "parts": [p.relative_to(directory).as_posix() for p in written[1:]]}
     return FORMATS[fmt]
 
@@ -72,14 +76,15 @@ def export_version(registry: Registry, name: str, version: str | None = None, da
     log(f"{name}:{version}: preparing held-out and calibration images")
     images = heldout.evaluation_set(card, data_dir)
     calibration, source = heldout.calibration_set(card, data_dir)
-    with registry.amend(name, version) as draft:
+    with registry.amend(name, version) as draft, tempfile.TemporaryDirectory() as scratch:
+        saved = functools.cache(lambda: saved_model.write(model, Path(scratch) / "saved_model"))
         files = {"keras": registry.file(name, version, "keras")}
         for fmt in wanted:
             if fmt in card["files"]:
                 files[fmt] = registry.file(name, version, fmt)  # sha256-checked, reused
                 continue
             log(f"{name}:{version}: exporting {fmt}")
-            draft.card["files"][fmt] = _write(fmt, model, draft.dir, files, calibration, qat_path)
+            draft.card["files"][fmt] = _write(fmt, model, saved, draft.dir, files, calibration, qat_path)
             files[fmt] = draft.dir / FORMATS[fmt]
         log(f"{name}:{version}: parity on {len(images.batch)} held-out images ({repeats} timed runs each)")
         report = parity.report(card, model, files, images, {"source": source, "images": len(calibration)}, repeats)

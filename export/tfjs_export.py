@@ -38,16 +38,21 @@ def keras_to_tfjs(model, directory: Path, quantization: str = "float16") -> list
     """Write ``model`` as a GraphModel into ``directory``; returns ``[model.json, shard, …]``."""
     import tempfile
 
+    from export import saved_model
+
+    with tempfile.TemporaryDirectory() as scratch:
+        return saved_model_to_tfjs(saved_model.write(model, Path(scratch) / "saved_model"), directory, quantization)
+
+
+def saved_model_to_tfjs(saved: Path, directory: Path, quantization: str = "float16") -> list[Path]:
+    """The same from a SavedModel folder (:func:`export.saved_model.write`)."""
     if quantization not in QUANTIZATION:
         raise ValueError(f"unknown TF.js quantization {quantization!r}; choose one of {', '.join(QUANTIZATION)}")
     _converter()
     from tensorflowjs.converters import tf_saved_model_conversion_v2
 
     directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as scratch:
-        saved = Path(scratch) / "saved_model"
-        model.save(saved, include_optimizer=False, save_format="tf")
-        tf_saved_model_conversion_v2.convert_tf_saved_model(
-            str(saved), str(directory), signature_def="serving_default", saved_model_tags="serve",
-            quantization_dtype_map={QUANTIZATION[quantization]: True}, weight_shard_size_bytes=SHARD_BYTES)
+    tf_saved_model_conversion_v2.convert_tf_saved_model(
+        str(saved), str(directory), signature_def="serving_default", saved_model_tags="serve",
+        quantization_dtype_map={QUANTIZATION[quantization]: True}, weight_shard_size_bytes=SHARD_BYTES)
     return [directory / "model.json"] + sorted(directory.glob("group*.bin"))
