@@ -61,8 +61,9 @@ class CalibrationReader:
         return next(self._images, None)
 
 
-def quantize_onnx(fp32_path: Path, path: Path, calibration: np.ndarray) -> Path:
-    """Static int8 ONNX (QDQ, per-channel s8 weights, u8 activations) calibrated on ``calibration``.
+def quantize_onnx(fp32_path: Path, path: Path, calibration: np.ndarray, **options) -> Path:
+    """Static int8 ONNX (QDQ, per-channel s8 weights, u8 activations) calibrated on ``calibration``;
+    ``options`` (``quantize_static``'s) replace these choices, for ``benchmarks/bench_int8.py --variants``.
 
     ``quant_pre_process`` (shape inference + graph optimisation) runs first, as ONNX Runtime advises.
     Softmax and the nodes fed by it stay float: probabilities quantized to 1/255 steps turn small
@@ -82,7 +83,8 @@ def quantize_onnx(fp32_path: Path, path: Path, calibration: np.ndarray) -> Path:
         nodes = onnx.load(str(prepared)).graph.node
         softmax = {out for node in nodes if node.op_type == "Softmax" for out in node.output}
         float_nodes = [node.name for node in nodes if node.op_type == "Softmax" or softmax & set(node.input)]
-        quantize_static(str(prepared), str(path), CalibrationReader(calibration), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=float_nodes)
+        chosen = {"quant_format": QuantFormat.QDQ, "per_channel": True, "activation_type": QuantType.QUInt8,
+                  "weight_type": QuantType.QInt8, **options}
+        quantize_static(str(prepared), str(path), CalibrationReader(calibration), nodes_to_exclude=float_nodes,
+                        **chosen)
     return path
