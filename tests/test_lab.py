@@ -191,6 +191,11 @@ def test_the_lab_page_shows_alerts_strip_runs_and_sweep(published, lab_dir):
             context = browser.new_context(viewport={"width": width, "height": height})
             outside, errors = guard_loopback(context), page_errors(context)
             page = context.new_page()
+            unread = len(client.get("/api/v1/lab/alerts?limit=30").get_json()["alerts"])
+            page.goto(f"{url}/learn?lang={lang}")  # any page: the navbar's lab link counts the unread alerts
+            badge = page.locator('[data-nav="lab.page"] .nav-alerts:not(.d-none) [aria-hidden=true]')
+            badge.wait_for(state="attached")
+            assert badge.inner_text() == str(unread) and unread > 0
             page.goto(f"{url}/lab?lang={lang}")
             page.wait_for_selector("main[data-state=ready]")
             page.wait_for_selector("#strip[data-state=done]")
@@ -208,6 +213,9 @@ def test_the_lab_page_shows_alerts_strip_runs_and_sweep(published, lab_dir):
             assert "3" in page.locator("#sweep-summary").inner_text()
             assert page.evaluate("document.documentElement.scrollWidth") <= width
             page.screenshot(path=shots / f"lab-{lang}-{width}.png", full_page=True)
+            page.click("#alerts-read")  # marked read here: no count in the navbar any more
+            page.wait_for_selector('[data-nav="lab.page"] .nav-alerts.d-none', state="attached")
+            assert page.locator("#alert-badge").is_hidden()
             assert not outside and not errors, (outside, errors)
             context.close()
 

@@ -3,12 +3,12 @@
 // scratch vs transfer, the runs of the MLflow store (filter, compare 2-4 in one chart, best run) and sweeps
 // (history, importances, parallel coordinates, retrain the best). Charts: the vendored Chart.js.
 import { t } from "./i18n.js";
-import { api, bindLogin, element, formatNumber, jsonHeaders, openLogin, percent, table } from "./render.js";
+import { ALERTS_SEEN_KEY, api, bindLogin, element, formatNumber, jsonHeaders, labAlerts, openLogin, percent, showUnreadAlerts,
+  table } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
 const Chart = globalThis.Chart;
 const charts = {};
-const SEEN_KEY = "riim.lab.alertsSeen";
 const MAX_COMPARE = 4;
 let selected = [];
 let sweep = null;
@@ -37,9 +37,8 @@ function alertText(alert) {
 }
 
 async function loadAlerts() {
-  const { alerts } = await api("/api/v1/lab/alerts?limit=30");
-  const seen = localStorage.getItem(SEEN_KEY) || "";
-  const fresh = alerts.filter((a) => a.time > seen);
+  const { alerts, fresh } = await labAlerts();
+  const seen = localStorage.getItem(ALERTS_SEEN_KEY) || "";
   $("alert-badge").textContent = t("lab.alerts_new", { count: fresh.length });
   $("alert-badge").classList.toggle("d-none", fresh.length === 0);
   $("alerts").replaceChildren(...(alerts.length ? alerts.slice(0, 12).map((a) => element("li",
@@ -47,7 +46,11 @@ async function loadAlerts() {
     element("span", { className: "badge text-bg-light me-2", text: t(`lab.rule.${a.rule}`) }),
     `${a.run_name || a.model || a.sweep || ""}${a.epoch ? ` · ${t("lab.epoch", { epoch: a.epoch })}` : ""}: ${alertText(a)}`))
     : [element("li", { className: "small text-body-secondary", text: t("lab.alerts_none") })]));
-  $("alerts-read").onclick = () => { if (alerts[0]) localStorage.setItem(SEEN_KEY, alerts[0].time); loadAlerts(); };
+  $("alerts-read").onclick = () => {
+    if (alerts[0]) localStorage.setItem(ALERTS_SEEN_KEY, alerts[0].time);
+    loadAlerts();
+    showUnreadAlerts();
+  };
 }
 
 // --- training job and live curves ---------------------------------------------------------------------

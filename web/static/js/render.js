@@ -117,6 +117,36 @@ export async function api(url, options = {}) {
   return body;
 }
 
+// --- unread training alerts on the CNN lab's link of every page's navbar -----------------------------
+export const ALERTS_SEEN_KEY = "riim.lab.alertsSeen";  // the time of the newest alert marked read on /lab
+
+/** The newest training alerts (GET /api/v1/lab/alerts) and those not yet marked read in this browser. */
+export async function labAlerts(limit = 30) {
+  const { alerts } = await api(`/api/v1/lab/alerts?limit=${limit}`);
+  const seen = localStorage.getItem(ALERTS_SEEN_KEY) || "";
+  return { alerts, fresh: alerts.filter((alert) => alert.time > seen) };
+}
+
+/** A count on the navbar's lab link when there are unread alerts (a teacher sees a failed run from any page). */
+export async function showUnreadAlerts() {
+  const link = document.querySelector('[data-nav="lab.page"]');
+  if (!link) return;
+  let count = 0;
+  try {
+    count = (await labAlerts()).fresh.length;
+  } catch { /* offline or no lab: no count */ }
+  let badge = link.querySelector(".nav-alerts");
+  if (!badge) {
+    badge = element("span", { className: "nav-alerts badge rounded-pill text-bg-warning ms-1" });
+    link.append(badge);
+  }
+  const text = t("nav.lab_alerts", { count: formatNumber(count) });
+  badge.replaceChildren(element("span", { text: formatNumber(count), attrs: { "aria-hidden": "true" } }),
+    element("span", { className: "visually-hidden", text }));
+  badge.title = text;
+  badge.classList.toggle("d-none", count === 0);
+}
+
 // --- login from the navbar of every page -----------------------------------------------------------
 const loginHooks = { error: null, done: [] };
 const byId = (id) => document.getElementById(id);
@@ -191,3 +221,4 @@ if (byId("login-form")) {
   fetch(`/api/v1/auth/me?lang=${pageLanguage}`).then((response) => response.json())
     .then((me) => showUser(me.user)).catch(() => { /* offline: nobody is logged in here */ });
 }
+showUnreadAlerts();
