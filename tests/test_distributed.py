@@ -119,8 +119,11 @@ def test_a_worker_that_dies_stops_the_other_with_a_clear_error(tmp_path):
     cluster = ",".join(f"127.0.0.1:{port}" for port in free_ports(2))
     endless = {**CONFIG, "head": {"epochs": 1000, "batch_size": 16, "patience": 1000}}
     logs = [tmp_path / f"worker{i}.log" for i in range(2)]
-    workers = [riim_train(data_dir, tmp_path / "store", tmp_path / "work", "doomed", "--cluster", cluster,
-                          "--task-index", str(i), settings=endless, stderr=logs[i].open("w")) for i in range(2)]
+    workers = []
+    for i, log in enumerate(logs):
+        with log.open("w") as stderr:  # the child keeps its own copy of the descriptor
+            workers.append(riim_train(data_dir, tmp_path / "store", tmp_path / "work", "doomed", "--cluster",
+                                      cluster, "--task-index", str(i), settings=endless, stderr=stderr))
     try:
         wait_until(lambda: logs[0].read_text().count('"stage": "head"') > 3 or workers[0].poll() is not None,
                    300, lambda: logs[0].read_text()[-2000:])
