@@ -135,6 +135,7 @@ def test_a_worker_that_dies_stops_the_other_with_a_clear_error(tmp_path):
             if worker.poll() is None:
                 worker.kill()
             worker.wait()
+            worker.stdout.close()
     log = logs[0].read_text()
     assert workers[0].returncode == 1, log[-3000:]
     assert f"Error: worker 1 ({cluster.split(',')[1]}) stopped, so this worker stopped too" in log, log[-3000:]
