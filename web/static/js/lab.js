@@ -38,11 +38,10 @@ function alertText(alert) {
 
 async function loadAlerts() {
   const { alerts, fresh } = await labAlerts();
-  const seen = localStorage.getItem(ALERTS_SEEN_KEY) || "";
   $("alert-badge").textContent = t("lab.alerts_new", { count: fresh.length });
   $("alert-badge").classList.toggle("d-none", fresh.length === 0);
   $("alerts").replaceChildren(...(alerts.length ? alerts.slice(0, 12).map((a) => element("li",
-    { className: `alert alert-${a.level} py-1 px-2 mb-1 small${a.time > seen ? " fw-semibold" : ""}` },
+    { className: `alert alert-${a.level} py-1 px-2 mb-1 small${fresh.includes(a) ? " fw-semibold" : ""}` },
     element("span", { className: "badge text-bg-light me-2", text: t(`lab.rule.${a.rule}`) }),
     `${a.run_name || a.model || a.sweep || ""}${a.epoch ? ` · ${t("lab.epoch", { epoch: a.epoch })}` : ""}: ${alertText(a)}`))
     : [element("li", { className: "small text-body-secondary", text: t("lab.alerts_none") })]));
