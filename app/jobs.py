@@ -55,6 +55,7 @@ from app.db import db
 from app.errors import ApiError
 from app.i18n import translate
 from app.inference import model_cache
+from app.tail import tail_text
 from models import atomic
 from models.card import IMAGE_TASK
 
@@ -605,8 +606,7 @@ def show(job_id):
 @bp.get("/<int:job_id>/log")
 @admin_required
 def log(job_id):
-    path = Path(get_or_404(job_id).directory) / "log.txt"
-    text = path.read_text(errors="replace")[-LOG_TAIL:] if path.is_file() else ""
+    text = tail_text(Path(get_or_404(job_id).directory) / "log.txt", 4 * LOG_TAIL)[-LOG_TAIL:]  # ≤ 4 bytes a character
     return current_app.response_class(text, mimetype="text/plain")
 
 

@@ -30,6 +30,7 @@ from app.auth import admin_required
 from app.errors import ApiError
 from app.inference import model_cache
 from app.security import csrf
+from app.tail import tail_text
 from models import lab_config, transforms
 from models.registry import RegistryError
 from models.training_config import ConfigError
@@ -45,6 +46,7 @@ FIELDS = {"epochs": ("train", "epochs"), "learning_rate": ("train", "learning_ra
           "train_images": ("data", "train_images"), "test_images": ("data", "test_images")}
 MAX_TRIALS = 50
 MAX_ALERTS = 200
+ALERT_BYTES = 4096  # more than one alert line takes (about 300 bytes)
 
 
 def lab_dir() -> Path:
@@ -168,14 +170,12 @@ def show_run(run_id: str):
 @bp.get("/api/v1/lab/alerts")
 def list_alerts():
     limit = params.integer("limit", 50, 1, MAX_ALERTS)
-    path = lab_dir() / "alerts.jsonl"
     found = []
-    if path.is_file():
-        for line in path.read_text(errors="replace").splitlines()[-limit:]:
-            try:
-                found.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut by a crash is skipped, the others shown
+    for line in tail_text(lab_dir() / "alerts.jsonl", (limit + 1) * ALERT_BYTES).splitlines()[-limit:]:
+        try:
+            found.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash (or by the tail's start) is skipped, the others shown
     return jsonify(alerts=found[::-1])
 
 
