@@ -196,6 +196,12 @@ def test_the_lab_page_shows_alerts_strip_runs_and_sweep(published, lab_dir):
             badge = page.locator('[data-nav="lab.page"] .nav-alerts:not(.d-none) [aria-hidden=true]')
             badge.wait_for(state="attached")
             assert badge.inner_text() == str(unread) and unread > 0
+            if width < 992:  # a phone's navbar is collapsed: the menu button carries the count
+                assert page.locator(".navbar-toggler .nav-alerts-dot").inner_text() == str(unread)
+                assert page.locator(".navbar-toggler .nav-alerts-dot").is_visible() and not badge.is_visible()
+                page.screenshot(path=shots / f"nav-alerts-{lang}-{width}.png")
+            else:
+                assert badge.is_visible()
             page.goto(f"{url}/lab?lang={lang}")
             page.wait_for_selector("main[data-state=ready]")
             page.wait_for_selector("#strip[data-state=done]")
@@ -215,6 +221,7 @@ def test_the_lab_page_shows_alerts_strip_runs_and_sweep(published, lab_dir):
             page.screenshot(path=shots / f"lab-{lang}-{width}.png", full_page=True)
             page.click("#alerts-read")  # marked read here: no count in the navbar any more
             page.wait_for_selector('[data-nav="lab.page"] .nav-alerts.d-none', state="attached")
+            assert page.locator(".navbar-toggler .nav-alerts-dot").is_hidden()
             assert page.locator("#alert-badge").is_hidden()
             assert not outside and not errors, (outside, errors)
             context.close()

@@ -127,7 +127,8 @@ export async function labAlerts(limit = 30) {
   return { alerts, fresh: alerts.filter((alert) => alert.time > seen) };
 }
 
-/** A count on the navbar's lab link when there are unread alerts (a teacher sees a failed run from any page). */
+/** A count on the navbar's lab link when there are unread alerts (a teacher sees a failed run from any page), and
+ * on the menu button of a phone's collapsed navbar. */
 export async function showUnreadAlerts() {
   const link = document.querySelector('[data-nav="lab.page"]');
   if (!link) return;
@@ -135,16 +136,18 @@ export async function showUnreadAlerts() {
   try {
     count = (await labAlerts()).fresh.length;
   } catch { /* offline or no lab: no count */ }
-  let badge = link.querySelector(".nav-alerts");
-  if (!badge) {
-    badge = element("span", { className: "nav-alerts badge rounded-pill text-bg-warning ms-1" });
-    link.append(badge);
-  }
   const text = t("nav.lab_alerts", { count: formatNumber(count) });
-  badge.replaceChildren(element("span", { text: formatNumber(count), attrs: { "aria-hidden": "true" } }),
+  const badge = (parent, className) => {
+    const found = parent.querySelector(`.${className}`)
+      || parent.appendChild(element("span", { className: `${className} badge rounded-pill text-bg-warning` }));
+    found.classList.toggle("d-none", count === 0);
+    found.title = text;
+    return found;
+  };
+  badge(link, "nav-alerts").replaceChildren(element("span", { text: formatNumber(count), attrs: { "aria-hidden": "true" } }),
     element("span", { className: "visually-hidden", text }));
-  badge.title = text;
-  badge.classList.toggle("d-none", count === 0);
+  const toggler = document.querySelector(".navbar-toggler");
+  if (toggler) badge(toggler, "nav-alerts-dot").textContent = formatNumber(count);  // the button's label says "menu"
 }
 
 // --- login from the navbar of every page -----------------------------------------------------------
